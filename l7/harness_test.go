@@ -1,0 +1,90 @@
+package l7
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/VictoriaMetrics/metrics"
+
+	"portico/lb"
+)
+
+// testConfig is the part of portico's config.toml that an l7 test needs.
+type testConfig struct {
+	HTTP  Config                   `toml:"http"`
+	Pools map[string]lb.PoolConfig `toml:"pools"`
+}
+
+// startProxy decodes tomlText (an [http] section and [pools.*]), starts the
+// server on the listeners given (use 127.0.0.1:0) and returns it; the test's
+// cleanup shuts it down. Placeholders are not expanded: build tomlText with
+// fmt.Sprintf and the backends' addresses.
+func startProxy(t testing.TB, tomlText string) *Server {
+	t.Helper()
+	var tc testConfig
+	md, err := toml.Decode(tomlText, &tc)
+	if err != nil {
+		t.Fatalf("decode config: %v", err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		t.Fatalf("unknown config keys: %v", und)
+	}
+	tc.HTTP.SetDefaults()
+	names := map[string]bool{}
+	pools := map[string]*lb.Pool{}
+	for name, pc := range tc.Pools {
+		pc.SetDefaults()
+		if err := pc.Validate("pools." + name); err != nil {
+			t.Fatalf("pool config: %v", err)
+		}
+		p, err := lb.NewPool(name, pc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names[name], pools[name] = true, p
+	}
+	if err := tc.HTTP.Validate("http", names); err != nil {
+		t.Fatalf("http config: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	s, err := New(tc.HTTP, pools, log, metrics.NewSet())
+	if err != nil {
+		t.Fatalf("new server: %v", err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	})
+	return s
+}
+
+// addr is the address of the server's first listener.
+func (s *Server) addr() string { return s.Addrs()[0].String() }
+
+// startBackend serves h on a loopback port (net/http, a real server) and
+// returns its address.
+func startBackend(t testing.TB, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}

@@ -1,0 +1,190 @@
+package l7
+
+import (
+	"fmt"
+	"net/textproto"
+	"regexp"
+	"sort"
+
+	"github.com/valyala/fasthttp"
+
+	"portico/lb"
+)
+
+// snapshot is everything a request needs that a reload may change: routes,
+// pools and their clients, and the header policy. It is immutable once built;
+// the server swaps whole snapshots atomically.
+type snapshot struct {
+	router    router
+	upstream  UpstreamConfig
+	forwarded forwarded
+	noRoute   *routeMetrics
+}
+
+// forwarded is ForwardedConfig with its pointers resolved.
+type forwarded struct {
+	xff, proto, host, via, requestID bool
+	viaValue                          string // "portico", appended after "1.1 "
+}
+
+// route is the compiled form of RouteConfig.
+type route struct {
+	name     string
+	match    matcher
+	pool     *pool
+	rewrite  pathRewrite
+	redirect *RedirectConfig
+	reqOps   headerOps
+	respOps  headerOps
+	metrics  *routeMetrics
+}
+
+// pool pairs an lb.Pool with one HostClient per backend.
+type pool struct {
+	*lb.Pool
+	clients []*fasthttp.HostClient
+	errors  [][numKinds]counter // per backend, per failure kind
+}
+
+type pathRewrite struct {
+	stripPrefix string
+	re          *regexp.Regexp
+	replacement string
+	addPrefix   string
+}
+
+func (p *pathRewrite) active() bool {
+	return p.stripPrefix != "" || p.re != nil || p.addPrefix != ""
+}
+
+// headerOps are one direction's header edits, applied remove, set, add.
+type headerOps struct {
+	remove []string
+	set    []headerOp
+	add    []headerOp
+}
+
+type headerOp struct {
+	name  string
+	value template
+}
+
+func (h *headerOps) empty() bool { return len(h.remove)+len(h.set)+len(h.add) == 0 }
+
+func compileOps(set, add map[string]string, remove []string) (headerOps, error) {
+	var ops headerOps
+	for _, k := range remove {
+		ops.remove = append(ops.remove, textproto.CanonicalMIMEHeaderKey(k))
+	}
+	build := func(m map[string]string) ([]headerOp, error) {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys) // a stable order for repeatable output
+		var out []headerOp
+		for _, k := range keys {
+			t, err := parseTemplate(m[k])
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, headerOp{name: textproto.CanonicalMIMEHeaderKey(k), value: t})
+		}
+		return out, nil
+	}
+	var err error
+	if ops.set, err = build(set); err != nil {
+		return ops, err
+	}
+	ops.add, err = build(add)
+	return ops, err
+}
+
+// buildSnapshot compiles a validated config against the given pools.
+func (s *Server) buildSnapshot(cfg *Config, pools map[string]*lb.Pool) (*snapshot, error) {
+	snap := &snapshot{upstream: cfg.Upstream, noRoute: s.metrics.route("none")}
+	f := cfg.Forwarded
+	snap.forwarded = forwarded{
+		xff: *f.XForwardedFor, proto: *f.XForwardedProto, host: *f.XForwardedHost,
+		via: *f.Via, requestID: *f.RequestID, viaValue: f.ViaName,
+	}
+	built := map[string]*pool{}
+	for i, rc := range cfg.Routes {
+		rt := &route{name: rc.Name, match: compileMatch(rc.Match), redirect: rc.Redirect, metrics: s.metrics.route(rc.Name)}
+		if rc.Redirect == nil {
+			p, ok := built[rc.Pool]
+			if !ok {
+				lp := pools[rc.Pool]
+				if lp == nil {
+					return nil, fmt.Errorf("routes[%d].pool: pool %q is not defined", i, rc.Pool)
+				}
+				p = s.buildPool(lp, &cfg.Upstream)
+				built[rc.Pool] = p
+			}
+			rt.pool = p
+		}
+		rw := rc.Rewrite
+		rt.rewrite = pathRewrite{stripPrefix: rw.StripPrefix, replacement: rw.Replacement, addPrefix: rw.AddPrefix}
+		if rw.Regex != "" {
+			rt.rewrite.re = regexp.MustCompile(rw.Regex)
+		}
+		var err error
+		h := rc.Headers
+		if rt.reqOps, err = compileOps(h.RequestSet, h.RequestAdd, h.RequestRemove); err != nil {
+			return nil, fmt.Errorf("routes[%d].headers: %w", i, err)
+		}
+		if rt.respOps, err = compileOps(h.ResponseSet, h.ResponseAdd, h.ResponseRemove); err != nil {
+			return nil, fmt.Errorf("routes[%d].headers: %w", i, err)
+		}
+		snap.router.routes = append(snap.router.routes, rt)
+	}
+	return snap, nil
+}
+
+// buildPool makes or reuses one HostClient per backend. Clients are kept by
+// address and settings across snapshots so that a reload keeps warm
+// connections.
+func (s *Server) buildPool(lp *lb.Pool, u *UpstreamConfig) *pool {
+	p := &pool{Pool: lp}
+	for _, b := range lp.Backends {
+		p.clients = append(p.clients, s.client(b.Address, u))
+		var errs [numKinds]counter
+		for k := range errs {
+			errs[k] = s.metrics.upstreamError(lp.Name, b.Name, kindNames[k])
+		}
+		p.errors = append(p.errors, errs)
+	}
+	return p
+}
+
+type clientKey struct {
+	addr string
+	cfg  UpstreamConfig
+}
+
+func (s *Server) client(addr string, u *UpstreamConfig) *fasthttp.HostClient {
+	s.clientsMu.Lock()
+	defer s.clientsMu.Unlock()
+	k := clientKey{addr, *u}
+	if c, ok := s.clients[k]; ok {
+		return c
+	}
+	connect := u.ConnectTimeout
+	c := &fasthttp.HostClient{
+		Addr:                          addr,
+		Dial:                          func(a string) (netConn, error) { return fasthttp.DialTimeout(a, connect) },
+		MaxConns:                      u.MaxConns,
+		MaxConnWaitTimeout:            u.MaxConnWait,
+		MaxIdleConnDuration:           u.IdleTimeout,
+		ReadTimeout:                   u.ResponseTimeout,
+		WriteTimeout:                  u.WriteTimeout,
+		ReadBufferSize:                u.MaxResponseHeaderBytes,
+		StreamResponseBody:            true,
+		NoDefaultUserAgentHeader:      true,
+		DisableHeaderNamesNormalizing: true,
+		DisablePathNormalizing:        true,
+		MaxIdemponentCallAttempts:     1,
+	}
+	s.clients[k] = c
+	return c
+}
