@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs portico's checks: installs what the tests need when it is missing, then
+# `go vet ./...` and `go test -race -count=1 ./...`. Extra arguments are passed
+# to `go test` (e.g. scripts/test.sh -run TestRouter -v).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'test.sh: %s\n' "$*" >&2; }
+
+# Go: the machine's toolchain at /usr/local/go when it is not on PATH.
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+  export PATH="/usr/local/go/bin:$PATH"
+fi
+command -v go >/dev/null 2>&1 || { log "go is not installed; see README.md"; exit 1; }
+
+# Debian packages the tests run for real, as "command:package" pairs. Each is
+# installed with apt-get when its command is missing and we are root.
+needs=(
+  "gcc:gcc"   # cgo, which the race detector needs
+)
+missing=()
+for pair in "${needs[@]}"; do
+  cmd=${pair%%:*} pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    log "missing ${missing[*]}: install them (apt-get install ${missing[*]}) or run as root"
+    exit 1
+  fi
+fi
+
+log "go vet ./..."
+go vet ./...
+log "go test -race -count=1 ./..."
+go test -race -count=1 -timeout 15m "$@" ./...
