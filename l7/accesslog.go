@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 )
@@ -18,13 +19,15 @@ import (
 type accessLog struct {
 	json bool
 
-	mu   sync.Mutex
-	w    *bufio.Writer
-	file io.Closer // nil for stdout/stderr
-	line []byte
+	mu     sync.Mutex
+	w      *bufio.Writer
+	file   io.Closer // nil for stdout/stderr
+	line   []byte
+	closed bool // lines of requests cut by the end of a drain are dropped
 
-	stop chan struct{}
-	done chan struct{}
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
 func openAccessLog(c AccessLogConfig) (*accessLog, error) {
@@ -64,18 +67,23 @@ func (a *accessLog) flushLoop() {
 	}
 }
 
+// close flushes the log and closes its file. It may be called more than
+// once (Shutdown may be); later writes are dropped.
 func (a *accessLog) close() {
 	if a == nil {
 		return
 	}
-	close(a.stop)
-	<-a.done
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	_ = a.w.Flush()
-	if a.file != nil {
-		_ = a.file.Close()
-	}
+	a.closeOnce.Do(func() {
+		close(a.stop)
+		<-a.done
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.closed = true
+		_ = a.w.Flush()
+		if a.file != nil {
+			_ = a.file.Close()
+		}
+	})
 }
 
 // entry is what one access-log line reports.
@@ -96,25 +104,34 @@ func (a *accessLog) write(e *entry) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.closed {
+		return
+	}
 	b := a.line[:0]
 	ctx := e.ctx
 	status := ctx.Response.StatusCode()
-	size := ctx.Response.Header.ContentLength()
+	size := bodySize(ctx)
 	if a.json {
 		b = append(b, `{"time":"`...)
 		b = e.start.AppendFormat(b, time.RFC3339Nano)
-		b = append(b, `","client":"`...)
-		b = append(b, e.ip...)
-		b = append(b, `","method":`...)
+		b = append(b, `","client":`...)
+		b = appendJSONString(b, e.ip)
+		b = append(b, `,"method":`...)
 		b = appendJSONString(b, ctx.Method())
 		b = append(b, `,"uri":`...)
 		b = appendJSONString(b, ctx.Request.Header.RequestURI())
+		b = append(b, `,"protocol":`...)
+		b = appendJSONString(b, ctx.Request.Header.Protocol())
 		b = append(b, `,"host":`...)
 		b = appendJSONString(b, ctx.Request.Header.Host())
 		b = append(b, `,"status":`...)
 		b = strconv.AppendInt(b, int64(status), 10)
 		b = append(b, `,"bytes":`...)
-		b = strconv.AppendInt(b, int64(size), 10)
+		if size >= 0 {
+			b = strconv.AppendInt(b, int64(size), 10)
+		} else {
+			b = append(b, "null"...) // streamed without a length
+		}
 		b = append(b, `,"duration_ms":`...)
 		b = strconv.AppendFloat(b, float64(e.duration.Microseconds())/1000, 'f', 3, 64)
 		b = append(b, `,"route":`...)
@@ -148,11 +165,31 @@ func (a *accessLog) write(e *entry) {
 	_, _ = a.w.Write(b)
 }
 
-// appendPrintable copies s, replacing bytes that would break a log line.
+// bodySize is the length of the response body sent, or -1 when the body
+// is streamed without a Content-Length. A response to HEAD has none.
+func bodySize(ctx *fasthttp.RequestCtx) int {
+	r := &ctx.Response
+	if r.SkipBody || ctx.IsHead() {
+		return 0
+	}
+	if r.IsBodyStream() {
+		if n := r.Header.ContentLength(); n >= 0 {
+			return n
+		}
+		return -1
+	}
+	return len(r.Body())
+}
+
+// appendPrintable copies s for a Common Log Format line: bytes that could
+// break the line or its quoting (controls, '"', '\\') and bytes outside
+// ASCII are written \xHH, as nginx does, so that the line stays one
+// unambiguous line of printable ASCII.
 func appendPrintable(dst, s []byte) []byte {
 	for _, c := range s {
-		if c < 0x20 || c == '"' || c == 0x7f {
-			c = '?'
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			dst = append(dst, '\\', 'x', hexDigits[c>>4], hexDigits[c&0xf])
+			continue
 		}
 		dst = append(dst, c)
 	}
@@ -160,18 +197,31 @@ func appendPrintable(dst, s []byte) []byte {
 }
 
 // appendJSONString appends s as a JSON string, escaping what JSON requires.
+// Bytes that are not UTF-8 become U+FFFD, so that every line is valid JSON
+// for strict parsers too.
 func appendJSONString(dst, s []byte) []byte {
 	dst = append(dst, '"')
-	for _, c := range s {
+	for i := 0; i < len(s); {
+		c := s[i]
 		switch {
 		case c == '"' || c == '\\':
 			dst = append(dst, '\\', c)
-		case c < 0x20:
+		case c < 0x20 || c == 0x7f:
 			dst = append(dst, `\u00`...)
 			dst = append(dst, hexDigits[c>>4], hexDigits[c&0xf])
-		default:
+		case c < utf8.RuneSelf:
 			dst = append(dst, c)
+		default:
+			r, n := utf8.DecodeRune(s[i:])
+			if r == utf8.RuneError && n == 1 {
+				dst = append(dst, `\ufffd`...)
+			} else {
+				dst = append(dst, s[i:i+n]...)
+			}
+			i += n
+			continue
 		}
+		i++
 	}
 	return append(dst, '"')
 }

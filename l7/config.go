@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -48,8 +49,8 @@ type ListenerConfig struct {
 	// MaxHeaderBytes is the largest request header block; larger gets 431.
 	// Default 16384.
 	MaxHeaderBytes int `toml:"max_header_bytes"`
-	// MaxBodyBytes is the largest request body; larger gets 413. 0: no limit.
-	// Default 1073741824 (1 GiB).
+	// MaxBodyBytes is the largest request body; larger gets 413. Unset or 0:
+	// the default, 1073741824 (1 GiB); there is no unlimited setting.
 	MaxBodyBytes int64 `toml:"max_body_bytes"`
 	// MaxConns is the most client connections open at once; 0: no limit.
 	// Default 0.
@@ -82,7 +83,7 @@ type UpstreamConfig struct {
 	// Retries is how many other backends a request tries after a failed
 	// connect (or, for idempotent requests, a failure before any response
 	// byte). Default 2.
-	Retries int `toml:"retries"`
+	Retries *int `toml:"retries"`
 	// MaxResponseHeaderBytes is the largest response header block accepted
 	// from a backend; larger gets 502. Default 65536.
 	MaxResponseHeaderBytes int `toml:"max_response_header_bytes"`
@@ -133,34 +134,50 @@ type RouteConfig struct {
 
 // MatchConfig is a route's match; every field set must match.
 type MatchConfig struct {
-	// Hosts: exact names ("api.example.com") or one leading wildcard label
-	// ("*.example.com", which does not match example.com). Case-insensitive,
-	// port ignored. Any of them matches.
+	// Hosts: exact names ("api.example.com") or a leading wildcard
+	// ("*.example.com": one or more labels before example.com, so not
+	// example.com itself). Case-insensitive; the request's port and a
+	// trailing dot are ignored, so a name must not have a port. The host of
+	// an absolute-form request target overrides Host. Any of them matches.
 	Hosts []string `toml:"hosts"`
-	// Path matches the path exactly.
+	// Path matches the path exactly. Paths are matched, rewritten and sent
+	// upstream in normalised form: still percent-encoded (an encoded slash
+	// %2F stays encoded), with escaped letters, digits and "-._~" decoded,
+	// repeated slashes merged and "." and ".." segments removed, so
+	// "/api/../admin" is "/admin" and "/a%20b" stays "/a%20b". The query
+	// string is not part of the path.
 	Path string `toml:"path"`
-	// PathPrefix matches paths that start with it.
+	// PathPrefix matches paths that start with it, byte for byte: "/api"
+	// also matches "/apis"; write "/api/" to match only below /api.
 	PathPrefix string `toml:"path_prefix"`
-	// PathRegex matches paths with an RE2 regular expression.
+	// PathRegex matches paths with an RE2 regular expression (unanchored
+	// unless it says ^ or $).
 	PathRegex string `toml:"path_regex"`
 	// Methods: any of them matches. Case-sensitive, as in HTTP.
 	Methods []string `toml:"methods"`
-	// Headers: each named header must be present with exactly this value;
-	// "*" means present with any value.
-	Headers map[string]string `toml:"headers"`
-	// Query: each named query argument must have exactly this value; "*"
+	// Headers: each named header (name case-insensitive) must be present
+	// with exactly this value (the first, if the header is repeated); "*"
 	// means present with any value.
+	Headers map[string]string `toml:"headers"`
+	// Query: each named query argument must have exactly this value, once
+	// decoded; "*" means present with any value, even none ("?debug").
 	Query map[string]string `toml:"query"`
 }
 
 // RewriteConfig changes the request path before it goes upstream, in this
-// order: strip_prefix, then regex/replacement, then add_prefix.
+// order: strip_prefix, then regex/replacement, then add_prefix. It works on
+// the normalised, still percent-encoded path (see MatchConfig.Path); the
+// query string is kept as it came. A result that does not start with "/"
+// gets one.
 type RewriteConfig struct {
+	// StripPrefix is removed from the start of the path, byte for byte.
 	StripPrefix string `toml:"strip_prefix"`
-	// Regex is an RE2 expression; Replacement may use $1 or ${name}.
+	// Regex is an RE2 expression; every match is replaced by Replacement,
+	// which may use $1 or ${name}.
 	Regex       string `toml:"regex"`
 	Replacement string `toml:"replacement"`
-	AddPrefix   string `toml:"add_prefix"`
+	// AddPrefix is put in front of the path (without doubling a "/").
+	AddPrefix string `toml:"add_prefix"`
 }
 
 // RedirectConfig answers a route's requests with a redirect. Unset parts of
@@ -173,15 +190,21 @@ type RedirectConfig struct {
 	// Host replaces the request's host (without port).
 	Host string `toml:"host"`
 	// Port replaces the port; 0 keeps the request's (dropped when the
-	// scheme changes, so http->https lands on 443).
+	// scheme changes, so http->https lands on 443). A scheme's default port
+	// (80, 443) is not written.
 	Port int `toml:"port"`
-	// Path replaces the path; the query string is kept.
+	// Path replaces the path; the query string is kept. Unset: the
+	// request's normalised path.
 	Path string `toml:"path"`
 }
 
-// HeadersConfig edits headers. Values may hold placeholders: {client_ip},
-// {host}, {path}, {method}, {scheme}, {request_id}, {route}, {backend}
-// (response only).
+// HeadersConfig edits headers; names are case-insensitive, and a set or a
+// remove applies to every spelling of the name. Values may hold
+// placeholders: {client_ip}, {host} (as the request gave it, lower case,
+// with any port), {path} (normalised, still encoded, without query),
+// {method}, {scheme}, {request_id}, {route}, {backend} (response only);
+// "{{" and "}}" stand for braces. Content-Length and Transfer-Encoding
+// cannot be set or added: they frame the message.
 type HeadersConfig struct {
 	RequestSet     map[string]string `toml:"request_set"`
 	RequestAdd     map[string]string `toml:"request_add"`
@@ -228,8 +251,9 @@ func (c *Config) SetDefaults() {
 	if u.MaxConns == 0 {
 		u.MaxConns = 512
 	}
-	if u.Retries == 0 {
-		u.Retries = 2
+	if u.Retries == nil {
+		two := 2
+		u.Retries = &two
 	}
 	if u.MaxResponseHeaderBytes == 0 {
 		u.MaxResponseHeaderBytes = 64 << 10
@@ -272,7 +296,7 @@ func (c *Config) Validate(path string, pools map[string]bool) error {
 		if _, _, err := net.SplitHostPort(l.Address); err != nil || l.Address == "" {
 			add("%s.address: want host:port, got %q", p, l.Address)
 		}
-		if j, dup := addrs[l.Address]; dup {
+		if j, dup := addrs[l.Address]; dup && !strings.HasSuffix(l.Address, ":0") {
 			add("%s.address: %q is also the address of listeners[%d]", p, l.Address, j)
 		}
 		addrs[l.Address] = i
@@ -284,8 +308,13 @@ func (c *Config) Validate(path string, pools map[string]bool) error {
 				add("%s.certificates[%d].key_file: required", p, j)
 			}
 		}
-		if l.HeaderTimeout < 0 || l.BodyTimeout < 0 || l.IdleTimeout < 0 || l.WriteTimeout < 0 {
-			add("%s: timeouts must not be negative", p)
+		for _, d := range []struct {
+			name string
+			v    time.Duration
+		}{{"header_timeout", l.HeaderTimeout}, {"body_timeout", l.BodyTimeout}, {"idle_timeout", l.IdleTimeout}, {"write_timeout", l.WriteTimeout}} {
+			if d.v < 0 {
+				add("%s.%s: must not be negative, got %s", p, d.name, d.v)
+			}
 		}
 		if l.MaxHeaderBytes < 1024 || l.MaxHeaderBytes > 1<<20 {
 			add("%s.max_header_bytes: must be 1024 to 1048576, got %d", p, l.MaxHeaderBytes)
@@ -303,6 +332,9 @@ func (c *Config) Validate(path string, pools map[string]bool) error {
 		if j, dup := names[r.Name]; dup {
 			add("%s.name: %q is also the name of routes[%d]", p, r.Name, j)
 		}
+		if r.Name == noRouteName {
+			add("%s.name: %q is reserved for requests that no route takes", p, r.Name)
+		}
 		names[r.Name] = i
 		errs = append(errs, r.validate(p, pools)...)
 	}
@@ -319,8 +351,8 @@ func (c *Config) Validate(path string, pools map[string]bool) error {
 	if u.MaxConns < 1 {
 		add("%s.max_conns: must be at least 1, got %d", up, u.MaxConns)
 	}
-	if u.Retries < 0 || u.Retries > 10 {
-		add("%s.retries: must be 0 to 10, got %d", up, u.Retries)
+	if r := *u.Retries; r < 0 || r > 10 {
+		add("%s.retries: must be 0 to 10, got %d", up, r)
 	}
 	if u.MaxResponseHeaderBytes < 1024 {
 		add("%s.max_response_header_bytes: must be at least 1024, got %d", up, u.MaxResponseHeaderBytes)
@@ -338,8 +370,12 @@ func (r *RouteConfig) validate(p string, pools map[string]bool) []error {
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	m := r.Match
 	for j, h := range m.Hosts {
-		if h == "" || strings.Contains(h[1:], "*") || (strings.HasPrefix(h, "*") && !strings.HasPrefix(h, "*.")) {
+		switch {
+		case h == "" || h == "*." || strings.Contains(h[1:], "*") || (strings.HasPrefix(h, "*") && !strings.HasPrefix(h, "*.")) ||
+			strings.ContainsAny(h, "/?#@ \t"):
 			add("%s.match.hosts[%d]: want a name or *.suffix, got %q", p, j, h)
+		case hasPort(h):
+			add("%s.match.hosts[%d]: must not have a port (the request's is ignored), got %q", p, j, h)
 		}
 	}
 	n := 0
@@ -353,6 +389,8 @@ func (r *RouteConfig) validate(p string, pools map[string]bool) []error {
 	}
 	if m.Path != "" && m.Path[0] != '/' {
 		add("%s.match.path: must start with /, got %q", p, m.Path)
+	} else if m.Path != "" && !isNormalPath([]byte(m.Path)) {
+		add("%s.match.path: requests are matched in normal form, so %q never matches; want %q", p, m.Path, appendNormalPath(nil, []byte(m.Path)))
 	}
 	if m.PathPrefix != "" && m.PathPrefix[0] != '/' {
 		add("%s.match.path_prefix: must start with /, got %q", p, m.PathPrefix)
@@ -363,11 +401,11 @@ func (r *RouteConfig) validate(p string, pools map[string]bool) []error {
 		}
 	}
 	for j, meth := range m.Methods {
-		if meth == "" || strings.ToUpper(meth) != meth {
+		if !validHeaderName(meth) || strings.ToUpper(meth) != meth {
 			add("%s.match.methods[%d]: want an upper-case method, got %q", p, j, meth)
 		}
 	}
-	for k := range m.Headers {
+	for _, k := range sortedKeys(m.Headers) {
 		if !validHeaderName(k) {
 			add("%s.match.headers: %q is not a valid header name", p, k)
 		}
@@ -385,8 +423,16 @@ func (r *RouteConfig) validate(p string, pools map[string]bool) []error {
 		if rd.Port < 0 || rd.Port > 65535 {
 			add("%s.redirect.port: must be 0 to 65535, got %d", p, rd.Port)
 		}
-		if rd.Path != "" && rd.Path[0] != '/' {
+		if rd.Host != "" && (strings.ContainsAny(rd.Host, "/?#@ \t\\") || hasPort(rd.Host) || hasCTL(rd.Host)) {
+			add("%s.redirect.host: want a host name without port, got %q", p, rd.Host)
+		}
+		switch {
+		case rd.Path != "" && rd.Path[0] != '/':
 			add("%s.redirect.path: must start with /, got %q", p, rd.Path)
+		case strings.HasPrefix(rd.Path, "//"):
+			add("%s.redirect.path: must not start with //, got %q", p, rd.Path)
+		case strings.ContainsAny(rd.Path, "?# \t") || hasCTL(rd.Path):
+			add("%s.redirect.path: must not contain spaces, control characters, ? or #, got %q", p, rd.Path)
 		}
 		if r.Pool != "" {
 			add("%s: set either pool or redirect, not both", p)
@@ -403,6 +449,12 @@ func (r *RouteConfig) validate(p string, pools map[string]bool) []error {
 	if rw.AddPrefix != "" && rw.AddPrefix[0] != '/' {
 		add("%s.rewrite.add_prefix: must start with /, got %q", p, rw.AddPrefix)
 	}
+	for _, f := range []struct{ name, v string }{{"add_prefix", rw.AddPrefix}, {"replacement", rw.Replacement}} {
+		// They go into the request line as they are.
+		if strings.ContainsAny(f.v, "?# \t") || hasCTL(f.v) {
+			add("%s.rewrite.%s: must not contain spaces, control characters, ? or #, got %q", p, f.name, f.v)
+		}
+	}
 	if rw.Regex != "" {
 		if _, err := regexp.Compile(rw.Regex); err != nil {
 			add("%s.rewrite.regex: %v", p, err)
@@ -415,12 +467,18 @@ func (r *RouteConfig) validate(p string, pools map[string]bool) []error {
 		name string
 		m    map[string]string
 	}{{"request_set", h.RequestSet}, {"request_add", h.RequestAdd}, {"response_set", h.ResponseSet}, {"response_add", h.ResponseAdd}} {
-		for k, v := range set.m {
+		for _, k := range sortedKeys(set.m) {
 			if !validHeaderName(k) {
 				add("%s.headers.%s: %q is not a valid header name", p, set.name, k)
 			}
-			if _, err := parseTemplate(v); err != nil {
+			if strings.EqualFold(k, "Content-Length") || strings.EqualFold(k, "Transfer-Encoding") {
+				add("%s.headers.%s: %q frames the message and cannot be set", p, set.name, k)
+			}
+			t, err := parseTemplate(set.m[k])
+			if err != nil {
 				add("%s.headers.%s.%s: %v", p, set.name, k, err)
+			} else if strings.HasPrefix(set.name, "request_") && t.has(phBackend) {
+				add("%s.headers.%s.%s: {backend} is known only for responses", p, set.name, k)
 			}
 		}
 	}
@@ -435,6 +493,37 @@ func (r *RouteConfig) validate(p string, pools map[string]bool) []error {
 		}
 	}
 	return errs
+}
+
+// noRouteName labels, in metrics, the requests that no route takes.
+const noRouteName = "none"
+
+// hasPort reports whether host name h ends in a port: a colon outside the
+// brackets of an IPv6 literal.
+func hasPort(h string) bool {
+	if strings.HasPrefix(h, "[") {
+		i := strings.LastIndexByte(h, ']')
+		return i >= 0 && strings.Contains(h[i:], ":")
+	}
+	return strings.Contains(h, ":")
+}
+
+func hasCTL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // validHeaderName reports whether s is an RFC 9110 token.

@@ -2,6 +2,7 @@ package l7
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"syscall"
@@ -13,10 +14,10 @@ import (
 
 // Upstream failure kinds, as counted in portico_http_upstream_errors_total.
 const (
-	kindRefused = iota // connect failed
-	kindTimeout        // connect or response timeout
-	kindReset          // connection broke before a full response
-	kindPoolFull       // no free connection within max_conn_wait
+	kindRefused  = iota // connect failed
+	kindTimeout         // connect or response timeout
+	kindReset           // connection broke before a full response
+	kindPoolFull        // no free connection within max_conn_wait
 	kindOther
 	numKinds
 )
@@ -52,6 +53,26 @@ func classify(err error) (kind int, status int, reason string, connectFailed boo
 		return kindOther, fasthttp.StatusServiceUnavailable, "no backend available", false
 	}
 	return kindOther, fasthttp.StatusBadGateway, "bad response from backend", false
+}
+
+// clientBodyError maps a failure reading a request body from the client
+// (including a body over max_body_bytes) to a status for the client and a
+// short reason; chunked reports a chunked body. The client broke the
+// exchange, so the backend is not blamed.
+func clientBodyError(err error, chunked bool) (status int, reason string) {
+	var opErr *net.OpError
+	switch {
+	case errors.Is(err, errBodyTooLarge):
+		return fasthttp.StatusRequestEntityTooLarge, "request body too large"
+	case isTimeout(err):
+		return fasthttp.StatusRequestTimeout, "request body timeout"
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF), errors.As(err, &opErr),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, net.ErrClosed):
+		return fasthttp.StatusBadRequest, "request body incomplete"
+	case chunked:
+		return fasthttp.StatusBadRequest, "malformed chunked body"
+	}
+	return fasthttp.StatusBadRequest, "request body incomplete"
 }
 
 func isTimeout(err error) bool {

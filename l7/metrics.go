@@ -3,6 +3,7 @@ package l7
 import (
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -18,6 +19,11 @@ type serverMetrics struct {
 	bytesIn  *metrics.Counter
 	bytesOut *metrics.Counter
 	conns    atomic.Int64
+
+	// open holds the client connections not yet closed, so that the end
+	// of a drain can cut them; touched once per connection, not per request.
+	openMu sync.Mutex
+	open   map[*countConn]struct{}
 }
 
 // routeMetrics are one route's request counters by status class and its
@@ -33,6 +39,7 @@ func newServerMetrics(set *metrics.Set) *serverMetrics {
 		set:      set,
 		bytesIn:  set.GetOrCreateCounter(`portico_http_bytes_received_total`),
 		bytesOut: set.GetOrCreateCounter(`portico_http_bytes_sent_total`),
+		open:     map[*countConn]struct{}{},
 	}
 	set.GetOrCreateGauge(`portico_http_connections_active`, func() float64 { return float64(m.conns.Load()) })
 	return m
@@ -70,7 +77,8 @@ func quoteLabel(v string) string {
 	return `"` + v + `"`
 }
 
-// countingListener counts active connections and bytes in both directions.
+// countingListener counts active connections and bytes in both directions,
+// and keeps the open connections for cutConns.
 func (m *serverMetrics) countingListener(ln net.Listener) net.Listener {
 	return &countListener{Listener: ln, m: m}
 }
@@ -85,8 +93,26 @@ func (l *countListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	cc := &countConn{Conn: c, m: l.m}
 	l.m.conns.Add(1)
-	return &countConn{Conn: c, m: l.m}, nil
+	l.m.openMu.Lock()
+	l.m.open[cc] = struct{}{}
+	l.m.openMu.Unlock()
+	return cc, nil
+}
+
+// cutConns closes every client connection still open, tunnels included:
+// the end of a drain.
+func (m *serverMetrics) cutConns() {
+	m.openMu.Lock()
+	conns := make([]*countConn, 0, len(m.open))
+	for c := range m.open {
+		conns = append(conns, c)
+	}
+	m.openMu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
 }
 
 type countConn struct {
@@ -114,6 +140,9 @@ func (c *countConn) Write(p []byte) (int, error) {
 func (c *countConn) Close() error {
 	if c.closed.CompareAndSwap(false, true) {
 		c.m.conns.Add(-1)
+		c.m.openMu.Lock()
+		delete(c.m.open, c)
+		c.m.openMu.Unlock()
 	}
 	return c.Conn.Close()
 }

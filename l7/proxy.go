@@ -2,6 +2,7 @@ package l7
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -47,18 +48,35 @@ type bodyReader struct {
 	idle    time.Duration
 	remain  int64 // bytes still allowed; <0 means no limit
 	started bool
+	// length is the declared Content-Length, read the bytes read so far:
+	// fasthttp ends a streamed body that the client cut short with a plain
+	// EOF, which must not pass for the end of the body.
+	length, read int64
 	// clientErr is set when reading from the client failed, so that the
 	// failure is not blamed on the backend.
 	clientErr error
 }
 
+// Read fails for good once reading from the client has failed, and drops the
+// bytes that came with the failure: fasthttp's chunked writer writes data
+// returned with an error and reads on, so a broken chunked body could
+// otherwise resynchronise and go upstream as a complete one.
 func (b *bodyReader) Read(p []byte) (int, error) {
 	b.started = true
+	if b.clientErr != nil {
+		return 0, b.clientErr
+	}
 	if b.remain == 0 {
 		// One more byte than allowed tells a body at the limit from one over it.
 		var one [1]byte
-		if n, _ := b.r.Read(one[:]); n > 0 {
+		n, err := b.r.Read(one[:])
+		if n > 0 {
+			b.clientErr = errBodyTooLarge // the client's fault: close, do not blame the backend
 			return 0, errBodyTooLarge
+		}
+		if err != nil && err != io.EOF {
+			b.clientErr = err
+			return 0, err
 		}
 		return 0, io.EOF
 	}
@@ -72,8 +90,12 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	if b.remain > 0 {
 		b.remain -= int64(n)
 	}
+	if b.read += int64(n); err == io.EOF && b.read < b.length {
+		err = io.ErrUnexpectedEOF
+	}
 	if err != nil && err != io.EOF {
 		b.clientErr = err
+		return 0, err
 	}
 	return n, err
 }
@@ -116,12 +138,19 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, l *listener) {
 }
 
 // prepare builds the upstream request in st.up from the client's request.
+// Headers the client sent are found whatever the case of their names (see
+// headerfold.go); those the proxy sets replace every spelling of the name.
 func (s *Server) prepare(ctx *fasthttp.RequestCtx, l *listener, snap *snapshot, rt *route, st *reqState) {
 	up := &st.up
+	var client clientFields // one pass over the client's header block
+	client.init(&ctx.Request.Header)
 	ctx.Request.Header.CopyTo(&up.Header)
+	// The client's Connection: close is about its own connection; the
+	// backend connection stays in the keep-alive pool.
+	up.Header.ResetConnectionClose()
 	upgrade := isUpgrade(&ctx.Request.Header)
-	removeHopHeaders(&up.Header)
-	up.Header.Del("Expect") // the listener has already answered 100-continue
+	client.removeHop(&up.Header)
+	client.delWatched(&up.Header, wExpect) // the listener has already answered 100-continue
 	if upgrade {
 		up.Header.Set("Connection", "Upgrade")
 		up.Header.SetBytesV("Upgrade", ctx.Request.Header.Peek("Upgrade"))
@@ -131,37 +160,55 @@ func (s *Server) prepare(ctx *fasthttp.RequestCtx, l *listener, snap *snapshot, 
 	st.ip = appendIP(st.ip[:0], ctx.RemoteAddr())
 	f := &snap.forwarded
 	if f.requestID {
-		if id := up.Header.Peek("X-Request-Id"); len(id) > 0 {
+		if id, _ := client.value(wRequestID); len(id) > 0 {
 			st.requestID = append(st.requestID[:0], id...)
 		} else {
 			st.requestID = s.ids.append(st.requestID[:0])
-			up.Header.SetBytesV("X-Request-Id", st.requestID)
 		}
+		client.set(&up.Header, wRequestID, st.requestID)
 	}
 	if f.xff {
-		b := st.buf[:0]
-		if prior := up.Header.Peek("X-Forwarded-For"); len(prior) > 0 {
-			b = append(append(b, prior...), ", "...)
+		b, prior := client.appendValues(st.buf[:0], wXFF)
+		if prior {
+			b = append(b, ", "...)
 		}
 		b = append(b, st.ip...)
-		up.Header.SetBytesV("X-Forwarded-For", b)
+		client.set(&up.Header, wXFF, b)
 		st.buf = b
 	}
 	if f.proto {
-		up.Header.SetBytesV("X-Forwarded-Proto", l.scheme)
+		client.set(&up.Header, wXFProto, l.scheme)
 	}
 	if f.host {
-		up.Header.SetBytesV("X-Forwarded-Host", ctx.Request.Header.Host())
+		client.set(&up.Header, wXFHost, ctx.URI().Host())
 	}
 	if f.via {
-		st.buf = appendVia(st.buf[:0], up.Header.Peek("Via"), ctx.Request.Header.IsHTTP11(), f.viaValue)
-		up.Header.SetBytesV("Via", st.buf)
+		b, prior := client.appendValues(st.buf[:0], wVia)
+		if prior {
+			b = append(b, ", "...)
+		}
+		st.buf = appendVia(b, nil, ctx.Request.Header.IsHTTP11(), f.viaValue)
+		client.set(&up.Header, wVia, st.buf)
 	}
 	if !rt.reqOps.empty() {
 		s.applyOps(ctx, l, rt, st, &rt.reqOps, &up.Header)
 	}
-	if rt.rewrite.active() {
-		st.buf = rt.rewrite.apply(st.buf[:0], ctx.Path())
+	// The backend gets the path the route matched: normalised, still
+	// encoded, then rewritten. A path already in normal form (nearly all)
+	// is left as fasthttp copied it, with the query string.
+	if path := requestPath(ctx); rt.rewrite.active() {
+		b := st.buf[:0]
+		if !isNormalPath(path) {
+			b = appendNormalPath(b, path)
+			path = b
+		}
+		out := rt.rewrite.apply(b[len(b):], path) // after path, in the same buffer
+		up.URI().SetPathBytes(out)
+		if cap(out) > cap(st.buf) {
+			st.buf = out[:0]
+		}
+	} else if !isNormalPath(path) {
+		st.buf = appendNormalPath(st.buf[:0], path)
 		up.URI().SetPathBytes(st.buf)
 	}
 
@@ -192,14 +239,17 @@ func appendVia(dst, prior []byte, http11 bool, name string) []byte {
 	return append(dst, name...)
 }
 
-// appendIP appends the IP of addr without allocating.
+// appendIP appends the IP of addr, without port; it does not allocate for a
+// TCP address.
 func appendIP(dst []byte, addr net.Addr) []byte {
 	if ta, ok := addr.(*net.TCPAddr); ok {
 		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
 			return ip.Unmap().AppendTo(dst)
 		}
 	}
-	return append(dst, addr.String()...)
+	// Another kind of address (a test's in-memory pipe): its text, less
+	// any port.
+	return append(dst, addrHost(addr.String())...)
 }
 
 // forward sends st.up to a backend of the route's pool and the response to
@@ -210,25 +260,40 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, l *listener, snap *snapshot, 
 	var lastErr error
 	var lastKind int
 	var lastBackend *lb.Backend
-	for attempt := 0; attempt <= snap.upstream.Retries; attempt++ {
-		b, err := p.Pick(lb.Key{Attempt: uint32(attempt)})
+	var tried uint64
+	if cl := ctx.Request.Header.ContentLength(); cl > 0 {
+		st.body.length = int64(cl)
+	}
+	for attempt := 0; attempt <= snap.retries; attempt++ {
+		b, err := p.pickUntried(attempt, tried)
 		if err != nil {
 			lastErr = err
 			break
 		}
-		b.Acquire()
+		tried |= backendBit(b.Backend)
 		err = p.clients[b.Index].Do(&st.up, &ctx.Response)
-		b.Release()
+		switch {
+		case err == nil && ctx.Response.StatusCode() < 500:
+			b.Release(lb.Success)
+		case err == nil, st.body.clientErr == nil && !errors.Is(err, errBodyTooLarge) && !errors.Is(err, fasthttp.ErrNoFreeConns):
+			b.Release(lb.Failure) // counts toward the pool's passive checks
+		default:
+			b.Release(lb.Canceled)
+		}
 		if err == nil {
 			st.backend = b.Name
 			s.finishResponse(ctx, l, rt, st)
 			return
 		}
+		if st.body.clientErr != nil || errors.Is(err, errBodyTooLarge) {
+			lastErr = err // the client's body failed, not the backend
+			break
+		}
 		kind, _, _, connectFailed := classify(err)
 		p.errors[b.Index][kind].Inc()
-		lastErr, lastKind, lastBackend = err, kind, b
+		lastErr, lastKind, lastBackend = err, kind, b.Backend
 		retryable := connectFailed || (kind == kindReset && idempotent && !st.body.started)
-		if !retryable || len(p.Backends) < 2 && !connectFailed {
+		if !retryable || len(p.Backends()) < 2 && !connectFailed {
 			break
 		}
 	}
@@ -236,10 +301,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, l *listener, snap *snapshot, 
 	_, status, reason, _ := classify(lastErr)
 	if ce := st.body.clientErr; ce != nil {
 		// The client, not the backend, broke the exchange.
-		status, reason = fasthttp.StatusBadRequest, "request body incomplete"
-		if isTimeout(ce) {
-			status, reason = fasthttp.StatusRequestTimeout, "request body timeout"
-		}
+		status, reason = clientBodyError(ce, ctx.Request.Header.ContentLength() == -1)
 		ctx.SetConnectionClose()
 		s.fail(ctx, rt.metrics, status, reason)
 		return
@@ -249,6 +311,32 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, l *listener, snap *snapshot, 
 		s.logUpstreamError(rt, lastBackend, kindNames[lastKind], lastErr)
 	}
 	s.fail(ctx, rt.metrics, status, reason)
+}
+
+// pickUntried picks a backend for a request's attempt, passing over those in
+// tried (a set of backendBit): a policy may hand a retry the backend that
+// just failed (round robin over two backends does: its counter and Attempt
+// both move by one), so it is asked again, at most once per backend. Each
+// new ask adds the pool size to Attempt, which perturbs a hashing policy
+// and leaves a counting one to step by one. When every backend has been
+// tried, the last pick is returned.
+func (p *pool) pickUntried(attempt int, tried uint64) (lb.Lease, error) {
+	n := len(p.Backends())
+	b, err := p.Pick(lb.Key{Attempt: uint32(attempt)})
+	for i := 1; i <= n && err == nil && tried&backendBit(b.Backend) != 0; i++ {
+		b.Release(lb.Canceled)
+		b, err = p.Pick(lb.Key{Attempt: uint32(attempt + i*n)})
+	}
+	return b, err
+}
+
+// backendBit is b's member of a set of tried backends; backends past the
+// 64th are not tracked.
+func backendBit(b *lb.Backend) uint64 {
+	if b.Index >= 64 {
+		return 0
+	}
+	return 1 << b.Index
 }
 
 // finishResponse cleans the backend's response for the client.
@@ -286,11 +374,12 @@ type headerSetter interface {
 
 func (s *Server) applyOps(ctx *fasthttp.RequestCtx, l *listener, rt *route, st *reqState, ops *headerOps, h headerSetter) {
 	for _, k := range ops.remove {
-		h.Del(k)
+		delHeader(h, k)
 	}
 	for i := range ops.set {
 		op := &ops.set[i]
 		st.buf = s.expand(st.buf[:0], &op.value, ctx, l, rt, st)
+		delHeader(h, op.name) // every spelling, not only the canonical one
 		h.SetBytesV(op.name, st.buf)
 	}
 	for i := range ops.add {
@@ -308,9 +397,9 @@ func (s *Server) expand(dst []byte, t *template, ctx *fasthttp.RequestCtx, l *li
 		case phClientIP:
 			dst = append(dst, st.ip...)
 		case phHost:
-			dst = append(dst, ctx.Request.Header.Host()...)
+			dst = append(dst, ctx.URI().Host()...)
 		case phPath:
-			dst = append(dst, ctx.Path()...)
+			dst = appendRequestPath(dst, ctx) // normalised, still encoded
 		case phMethod:
 			dst = append(dst, ctx.Method()...)
 		case phScheme:
@@ -346,34 +435,42 @@ func (p *pathRewrite) apply(dst, path []byte) []byte {
 	return append(dst, path...)
 }
 
-// redirect answers with the route's redirect.
+// redirect answers with the route's redirect. The target keeps the parts of
+// the request that rd does not replace; the request's port is kept only while
+// the scheme stays the same, and a default port (80 for http, 443 for https)
+// is left out.
 func (s *Server) redirect(ctx *fasthttp.RequestCtx, rd *RedirectConfig, st *reqState) {
 	b := st.buf[:0]
-	scheme := "http"
+	reqScheme := "http"
 	if ctx.IsTLS() {
-		scheme = "https"
+		reqScheme = "https"
 	}
+	scheme := reqScheme
 	if rd.Scheme != "" {
 		scheme = rd.Scheme
 	}
-	b = append(append(b, scheme...), "://"...)
-	reqHost := ctx.Request.Header.Host()
+	reqHost := ctx.URI().Host()
 	host := hostWithoutPort(reqHost)
-	if rd.Host != "" {
-		b = append(b, rd.Host...)
-	} else {
-		b = append(b, host...)
-	}
-	switch {
-	case rd.Port != 0:
-		b = append(append(b, ':'), strconv.Itoa(rd.Port)...)
-	case rd.Scheme == "" && len(reqHost) > len(host):
-		b = append(b, reqHost[len(host):]...) // keep the request's port
-	}
+	if rd.Host != "" || len(host) > 0 {
+		b = append(append(b, scheme...), "://"...)
+		if rd.Host != "" {
+			b = append(b, rd.Host...)
+		} else {
+			b = append(b, host...)
+		}
+		switch {
+		case rd.Port != 0:
+			if !(rd.Port == 80 && scheme == "http" || rd.Port == 443 && scheme == "https") {
+				b = strconv.AppendInt(append(b, ':'), int64(rd.Port), 10)
+			}
+		case scheme == reqScheme && len(reqHost) > len(host):
+			b = append(b, reqHost[len(host):]...) // keep the request's port
+		}
+	} // else no host to name (HTTP/1.0 without Host): a relative reference
 	if rd.Path != "" {
 		b = append(b, rd.Path...)
 	} else {
-		b = append(b, ctx.Request.URI().PathOriginal()...)
+		b = appendRequestPath(b, ctx)
 	}
 	if q := ctx.URI().QueryString(); len(q) > 0 {
 		b = append(append(b, '?'), q...)

@@ -3,8 +3,10 @@ package l7
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -12,16 +14,30 @@ import (
 	"portico/lb"
 )
 
-// fail answers with status and a one-line plain-text reason.
+// fail answers with status and a one-line plain-text reason. A connection
+// already marked to close stays marked.
 func (s *Server) fail(ctx *fasthttp.RequestCtx, _ *routeMetrics, status int, reason string) {
+	closeConn := ctx.Response.ConnectionClose()
 	ctx.Response.Reset()
+	if closeConn {
+		ctx.Response.SetConnectionClose()
+	}
 	ctx.Response.SetStatusCode(status)
 	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
-	ctx.Response.SetBodyString(reason + "\n")
+	ctx.Response.AppendBodyString(reason)
+	ctx.Response.AppendBodyString("\n")
 }
 
 // finish records metrics and the access-log line of a request.
 func (s *Server) finish(ctx *fasthttp.RequestCtx, l *listener, m *routeMetrics, start time.Time, st *reqState) {
+	if ctx.Request.Header.ContentLength() == -1 {
+		// fasthttp parses the trailer section of a chunked body and takes a
+		// bare LF for a line end there ("0\r\n\n" ends it), which portico
+		// cannot see or refuse: a peer that reads CRLF only would put the
+		// next request elsewhere. So nothing more is read from this
+		// connection (see check.go).
+		ctx.SetConnectionClose()
+	}
 	d := time.Since(start)
 	m.observe(ctx.Response.StatusCode(), d.Seconds())
 	if s.access == nil {
@@ -42,25 +58,78 @@ func (s *Server) finish(ctx *fasthttp.RequestCtx, l *listener, m *routeMetrics, 
 	s.access.write(&e)
 }
 
-// parseError answers requests that fasthttp could not read.
+// parseError answers requests that fasthttp could not read. fasthttp closes
+// the connection after the answer.
 func (s *Server) parseError(ctx *fasthttp.RequestCtx, l *listener, err error) {
-	status, reason := fasthttp.StatusBadRequest, "malformed request"
-	var small *fasthttp.ErrSmallBuffer
-	var opErr *net.OpError
-	switch {
-	case errors.As(err, &small):
-		status, reason = fasthttp.StatusRequestHeaderFieldsTooLarge, "request header block too large"
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		status, reason = fasthttp.StatusRequestEntityTooLarge, "request body too large"
-	case errors.As(err, &opErr) && opErr.Timeout(), isTimeout(err):
-		status, reason = fasthttp.StatusRequestTimeout, "request header timeout"
-	}
+	status, reason := parseErrorStatus(err)
 	snap := s.snap.Load()
 	s.fail(ctx, snap.noRoute, status, reason)
 	snap.noRoute.observe(status, 0)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.log.Debug("bad request", "listener", l.cfg.Name, "client", ctx.RemoteAddr().String(), "status", status, "error", err)
 	}
+}
+
+// parseErrorStatus maps an error of fasthttp's request parser to a status and
+// a short reason. fasthttp has sentinels for only a few of its errors; the
+// others are told apart by their text, and anything unknown is a plain
+// "malformed request". check_test.go pins each mapping against the real
+// parser.
+func parseErrorStatus(err error) (status int, reason string) {
+	var small *fasthttp.ErrSmallBuffer
+	var opErr *net.OpError
+	switch {
+	case errors.As(err, &small):
+		return fasthttp.StatusRequestHeaderFieldsTooLarge, "request header block too large"
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return fasthttp.StatusRequestEntityTooLarge, "request body too large"
+	case errors.As(err, &opErr) && opErr.Timeout() && error(opErr) != err:
+		// Wrapped by the header reader: the header block was late.
+		return fasthttp.StatusRequestTimeout, "request header timeout"
+	case isTimeout(err):
+		// A bare timeout: nothing came on a new connection, or a body
+		// fasthttp reads ahead of the handler was late.
+		return fasthttp.StatusRequestTimeout, "request timeout"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fasthttp.StatusBadRequest, "request body incomplete"
+	case errors.Is(err, fasthttp.ErrDuplicateContentLength):
+		return fasthttp.StatusBadRequest, reasonDupCL
+	case errors.Is(err, fasthttp.ErrUnsupportedTransferEncoding):
+		return fasthttp.StatusBadRequest, reasonBadTE
+	case errors.Is(err, fasthttp.ErrMissingRequestMethod), errors.Is(err, fasthttp.ErrUnsupportedRequestMethod),
+		errors.Is(err, fasthttp.ErrExtraWhitespaceInRequestLine), errors.Is(err, fasthttp.ErrEmptyRequestURI):
+		return fasthttp.StatusBadRequest, reasonRequestLine
+	}
+	msg := err.Error()
+	for _, m := range parseErrorTexts {
+		if strings.Contains(msg, m.text) {
+			return fasthttp.StatusBadRequest, m.reason
+		}
+	}
+	return fasthttp.StatusBadRequest, "malformed request"
+}
+
+// parseErrorTexts are fragments of fasthttp v1.78.0's parser errors that have
+// no sentinel, with the reason each gets; the first match wins.
+var parseErrorTexts = []struct{ text, reason string }{
+	{"cannot parse content-length", reasonBadCL},
+	{"too many transfer-encoding headers", reasonDupTE},
+	{"unsupported transfer-encoding", reasonBadTE},
+	{"invalid header key", reasonNameSpace}, // whitespace before the colon
+	{"headers cannot start with space or tab", reasonObsFold},
+	{"malformed mime header", reasonBadName},
+	{"invalid header value", reasonBadValue},
+	{"missing required host header", reasonNoHost},
+	{"too many host headers", reasonDupHost},
+	{"in host name", reasonBadHostParse},
+	{"invalid url escape", reasonBadHostParse},
+	{"invalid port", reasonBadHostParse},
+	{"invalid host", reasonBadHostParse},
+	{"missing ']' in host", reasonBadHostParse},
+	{"unsupported http version", reasonRequestLine},
+	{"first line of request", reasonRequestLine},
+	{"http request method", reasonRequestLine},
+	{"request uri", reasonRequestLine},
 }
 
 // logUpstreamError logs a failed exchange with a backend once per request.

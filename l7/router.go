@@ -2,8 +2,11 @@ package l7
 
 import (
 	"bytes"
+	"net/textproto"
 	"regexp"
+	"sort"
 	"strings"
+	"sync"
 
 	"github.com/valyala/fasthttp"
 )
@@ -13,17 +16,41 @@ type router struct {
 	routes []*route
 }
 
-// match returns the first route that takes the request, or nil. It does not
-// allocate unless a route uses a regular expression.
+// match returns the first route that takes the request, or nil. Routes see
+// the request's host (from an absolute-form target if there is one, else
+// from Host; lower case, without port or a trailing dot) and its path in
+// normalised form (see appendNormalPath). It does not allocate unless a
+// route uses a regular expression.
 func (r *router) match(ctx *fasthttp.RequestCtx) *route {
-	host := hostWithoutPort(ctx.Request.Header.Host())
-	path := ctx.Path()
+	host := requestHost(ctx)
+	path := requestPath(ctx)
+	if !isNormalPath(path) {
+		bp := pathBufs.Get().(*[]byte)
+		defer pathBufs.Put(bp)
+		*bp = appendNormalPath((*bp)[:0], path)
+		path = *bp
+	}
 	for _, rt := range r.routes {
 		if rt.matches(ctx, host, path) {
 			return rt
 		}
 	}
 	return nil
+}
+
+// pathBufs hold normalised paths during matching, for the rare request whose
+// path is not already in normal form.
+var pathBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+// requestHost returns the host a request is for, lower case and without port
+// or trailing dot: that of an absolute-form target (RFC 9112 section 3.2.2:
+// it overrides Host, and it is what fasthttp sends upstream), else Host's.
+func requestHost(ctx *fasthttp.RequestCtx) []byte {
+	h := hostWithoutPort(ctx.URI().Host())
+	if n := len(h); n > 1 && h[n-1] == '.' {
+		h = h[:n-1]
+	}
+	return h
 }
 
 type pathKind uint8
@@ -41,7 +68,7 @@ type hostMatch struct {
 }
 
 type kvMatch struct {
-	key   string
+	key   string // a header's name in canonical form, or a query argument's
 	value string // "*" means present with any value
 }
 
@@ -59,7 +86,7 @@ type matcher struct {
 func compileMatch(m MatchConfig) matcher {
 	c := matcher{path: m.Path, methods: m.Methods}
 	for _, h := range m.Hosts {
-		h = strings.ToLower(h)
+		h = strings.TrimSuffix(strings.ToLower(h), ".")
 		if strings.HasPrefix(h, "*.") {
 			c.hosts = append(c.hosts, hostMatch{name: h[1:], wildcard: true})
 		} else {
@@ -75,11 +102,14 @@ func compileMatch(m MatchConfig) matcher {
 		c.kind, c.re = pathRegex, regexp.MustCompile(m.PathRegex)
 	}
 	for k, v := range m.Headers {
-		c.headers = append(c.headers, kvMatch{key: k, value: v})
+		c.headers = append(c.headers, kvMatch{key: textproto.CanonicalMIMEHeaderKey(k), value: v})
 	}
 	for k, v := range m.Query {
 		c.query = append(c.query, kvMatch{key: k, value: v})
 	}
+	// Map order is random; a fixed order makes matching cost repeatable.
+	sort.Slice(c.headers, func(i, j int) bool { return c.headers[i].key < c.headers[j].key })
+	sort.Slice(c.query, func(i, j int) bool { return c.query[i].key < c.query[j].key })
 	return c
 }
 
@@ -130,21 +160,38 @@ func (rt *route) matches(ctx *fasthttp.RequestCtx, host, path []byte) bool {
 		}
 	}
 	for _, h := range m.headers {
-		v := ctx.Request.Header.Peek(h.key)
-		if v == nil || (h.value != "*" && string(v) != h.value) {
+		v, ok := clientHeaderValue(&ctx.Request.Header, h.key)
+		if !ok || (h.value != "*" && string(v) != h.value) {
 			return false
 		}
 	}
 	if len(m.query) > 0 {
 		args := ctx.QueryArgs()
 		for _, q := range m.query {
-			v := args.Peek(q.key)
-			if v == nil || (q.value != "*" && string(v) != q.value) {
+			if !args.Has(q.key) || (q.value != "*" && string(args.Peek(q.key)) != q.value) {
 				return false
 			}
 		}
 	}
 	return true
+}
+
+// addrHost returns the host of a "host:port" or "[v6]:port" address, without
+// brackets, and a as it is when it has no port. Unlike net.SplitHostPort it
+// does not allocate an error for an address without port.
+func addrHost(a string) string {
+	i := strings.LastIndexByte(a, ':')
+	if i < 0 || i+1 == len(a) || strings.Trim(a[i+1:], "0123456789") != "" {
+		return a
+	}
+	host := a[:i]
+	if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		return host[1 : len(host)-1]
+	}
+	if strings.Contains(host, ":") {
+		return a // a bare IPv6 address: the last group is not a port
+	}
+	return host
 }
 
 // hostWithoutPort strips a trailing :port (and IPv6 brackets' port).

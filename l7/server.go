@@ -111,10 +111,16 @@ func (s *Server) newListener(lc ListenerConfig) (*listener, error) {
 	if maxBody <= 0 || maxBody > 1<<31-1 {
 		maxBody = 1<<31 - 1
 	}
+	// Once the header block is in, the body that fasthttp reads ahead of the
+	// handler (up to 8 KiB) is under body_timeout, not header_timeout.
+	bodyDeadline := func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+		return fasthttp.RequestConfig{ReadTimeout: lc.BodyTimeout}
+	}
 	l.srv = &fasthttp.Server{
 		Handler:                       func(ctx *fasthttp.RequestCtx) { s.serve(ctx, l) },
 		ErrorHandler:                  func(ctx *fasthttp.RequestCtx, err error) { s.parseError(ctx, l, err) },
 		ReadTimeout:                   lc.HeaderTimeout,
+		HeaderReceived:                bodyDeadline,
 		WriteTimeout:                  lc.WriteTimeout,
 		IdleTimeout:                   lc.IdleTimeout,
 		ReadBufferSize:                lc.MaxHeaderBytes,
@@ -190,6 +196,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}(i, l)
 	}
 	wg.Wait()
+	if ctx.Err() != nil {
+		// The drain window is over: cut the requests still in flight.
+		s.metrics.cutConns()
+	}
 	tunnels := make(chan struct{})
 	go func() { s.tunnels.Wait(); close(tunnels) }()
 	select {

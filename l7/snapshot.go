@@ -5,6 +5,7 @@ import (
 	"net/textproto"
 	"regexp"
 	"sort"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -17,6 +18,7 @@ import (
 type snapshot struct {
 	router    router
 	upstream  UpstreamConfig
+	retries   int // upstream.retries, resolved
 	forwarded forwarded
 	noRoute   *routeMetrics
 }
@@ -24,7 +26,7 @@ type snapshot struct {
 // forwarded is ForwardedConfig with its pointers resolved.
 type forwarded struct {
 	xff, proto, host, via, requestID bool
-	viaValue                          string // "portico", appended after "1.1 "
+	viaValue                         string // "portico", appended after "1.1 "
 }
 
 // route is the compiled form of RouteConfig.
@@ -102,7 +104,7 @@ func compileOps(set, add map[string]string, remove []string) (headerOps, error) 
 
 // buildSnapshot compiles a validated config against the given pools.
 func (s *Server) buildSnapshot(cfg *Config, pools map[string]*lb.Pool) (*snapshot, error) {
-	snap := &snapshot{upstream: cfg.Upstream, noRoute: s.metrics.route("none")}
+	snap := &snapshot{upstream: cfg.Upstream, retries: *cfg.Upstream.Retries, noRoute: s.metrics.route(noRouteName)}
 	f := cfg.Forwarded
 	snap.forwarded = forwarded{
 		xff: *f.XForwardedFor, proto: *f.XForwardedProto, host: *f.XForwardedHost,
@@ -146,7 +148,7 @@ func (s *Server) buildSnapshot(cfg *Config, pools map[string]*lb.Pool) (*snapsho
 // connections.
 func (s *Server) buildPool(lp *lb.Pool, u *UpstreamConfig) *pool {
 	p := &pool{Pool: lp}
-	for _, b := range lp.Backends {
+	for _, b := range lp.Backends() {
 		p.clients = append(p.clients, s.client(b.Address, u))
 		var errs [numKinds]counter
 		for k := range errs {
@@ -159,25 +161,33 @@ func (s *Server) buildPool(lp *lb.Pool, u *UpstreamConfig) *pool {
 
 type clientKey struct {
 	addr string
-	cfg  UpstreamConfig
+	cfg  UpstreamConfig // with Retries nil: it does not shape the client
 }
 
 func (s *Server) client(addr string, u *UpstreamConfig) *fasthttp.HostClient {
 	s.clientsMu.Lock()
 	defer s.clientsMu.Unlock()
-	k := clientKey{addr, *u}
+	uc := *u
+	uc.Retries = nil
+	k := clientKey{addr, uc}
 	if c, ok := s.clients[k]; ok {
 		return c
 	}
-	connect := u.ConnectTimeout
+	connect, read, write := u.ConnectTimeout, u.ResponseTimeout, u.WriteTimeout
 	c := &fasthttp.HostClient{
-		Addr:                          addr,
-		Dial:                          func(a string) (netConn, error) { return fasthttp.DialTimeout(a, connect) },
+		Addr: addr,
+		// fasthttp's ReadTimeout and WriteTimeout bound a whole exchange,
+		// streamed body included; ioTimeoutConn bounds each read and write.
+		Dial: func(a string) (netConn, error) {
+			c, err := fasthttp.DialTimeout(a, connect)
+			if err != nil {
+				return nil, err
+			}
+			return &ioTimeoutConn{netConn: c, read: read, write: write}, nil
+		},
 		MaxConns:                      u.MaxConns,
 		MaxConnWaitTimeout:            u.MaxConnWait,
 		MaxIdleConnDuration:           u.IdleTimeout,
-		ReadTimeout:                   u.ResponseTimeout,
-		WriteTimeout:                  u.WriteTimeout,
 		ReadBufferSize:                u.MaxResponseHeaderBytes,
 		StreamResponseBody:            true,
 		NoDefaultUserAgentHeader:      true,
@@ -187,4 +197,27 @@ func (s *Server) client(addr string, u *UpstreamConfig) *fasthttp.HostClient {
 	}
 	s.clients[k] = c
 	return c
+}
+
+// ioTimeoutConn gives each Read and Write of a backend connection its own
+// deadline, so that upstream.response_timeout and write_timeout bound the
+// wait for the next bytes (as nginx's proxy_read_timeout does) and a large
+// body that keeps moving may take as long as it needs.
+type ioTimeoutConn struct {
+	netConn
+	read, write time.Duration
+}
+
+func (c *ioTimeoutConn) Read(p []byte) (int, error) {
+	if c.read > 0 {
+		_ = c.netConn.SetReadDeadline(time.Now().Add(c.read))
+	}
+	return c.netConn.Read(p)
+}
+
+func (c *ioTimeoutConn) Write(p []byte) (int, error) {
+	if c.write > 0 {
+		_ = c.netConn.SetWriteDeadline(time.Now().Add(c.write))
+	}
+	return c.netConn.Write(p)
 }

@@ -41,6 +41,16 @@ type template struct {
 	segs []segment
 }
 
+// has reports whether t uses placeholder ph.
+func (t *template) has(ph placeholder) bool {
+	for _, s := range t.segs {
+		if s.kind == ph {
+			return true
+		}
+	}
+	return false
+}
+
 // parseTemplate splits s into literals and placeholders. "{{" and "}}" stand
 // for literal braces.
 func parseTemplate(s string) (template, error) {
@@ -76,7 +86,7 @@ func parseTemplate(s string) (template, error) {
 			i += end
 		case c == '}':
 			return t, fmt.Errorf("unmatched } at offset %d in %q", i, s)
-		case c == '\r' || c == '\n' || c == 0:
+		case (c < 0x20 && c != '\t') || c == 0x7f:
 			return t, fmt.Errorf("control character in %q", s)
 		default:
 			lit.WriteByte(c)

@@ -2,25 +2,28 @@ package lb
 
 import "sync/atomic"
 
-// roundRobin hands out backends in turn, ignoring weights.
+// roundRobinPolicy hands out backends in turn, ignoring weights (Validate
+// refuses unequal ones).
+type roundRobinPolicy struct{}
+
+func (roundRobinPolicy) Build(set []Weighted) (Picker, error) {
+	if len(set) == 0 {
+		return nil, errEmptySet
+	}
+	return &roundRobin{backends: backendsOf(set)}, nil
+}
+
 type roundRobin struct {
 	backends []*Backend
+	_        [64]byte // next is written by every pick; keep it off backends' line
 	next     atomic.Uint64
 }
 
 var _ Picker = (*roundRobin)(nil)
 
-func newRoundRobin(backends []*Backend) *roundRobin {
-	return &roundRobin{backends: backends}
-}
-
-// Pick returns the next backend in turn; Attempt shifts the choice so that a
-// retry of the same request does not get the same backend again.
-func (r *roundRobin) Pick(key Key) (*Backend, error) {
-	n := uint64(len(r.backends))
-	if n == 0 {
-		return nil, ErrNoBackend
-	}
-	i := r.next.Add(1) - 1 + uint64(key.Attempt)
-	return r.backends[i%n], nil
+// Pick returns the next backend in turn. It ignores the key: a retry is
+// itself the next pick, so it gets the next backend.
+func (r *roundRobin) Pick(Key) (*Backend, error) {
+	i := r.next.Add(1) - 1
+	return r.backends[i%uint64(len(r.backends))], nil
 }

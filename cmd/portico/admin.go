@@ -38,8 +38,12 @@ func startAdmin(addr string, set *metrics.Set, log *slog.Logger) (*admin, error)
 	return a, nil
 }
 
+// close lets scrapes in flight finish until ctx ends, then cuts them.
 func (a *admin) close(ctx context.Context) {
-	if a != nil {
-		_ = a.srv.Shutdown(ctx)
+	if a != nil && a.srv.Shutdown(ctx) != nil {
+		_ = a.srv.Close()
 	}
 }
+
+// addr is the bound address, useful when the config asks for port 0.
+func (a *admin) addr() net.Addr { return a.ln.Addr() }

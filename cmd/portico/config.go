@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -143,29 +144,54 @@ func loadConfig(path string) (*Config, error) {
 	return parseConfig(path, string(src))
 }
 
+// problem is one line of a configError before formatting.
+type problem struct {
+	line int // 0: not known
+	msg  string
+}
+
+// parseConfig decodes, checks, defaults and validates src, the text of the
+// config file path. A returned error is a *configError with every problem
+// found, in file order, each naming its line where known and its key path.
 func parseConfig(path, src string) (*Config, error) {
+	lines := scanKeyLines(src)
+	fail := func(ps []problem) error {
+		// File order; problems without a line go last, in the order found.
+		sort.SliceStable(ps, func(i, j int) bool {
+			a, b := ps[i].line, ps[j].line
+			return a != 0 && (b == 0 || a < b)
+		})
+		e := &configError{file: path}
+		for _, p := range ps {
+			if p.line > 0 {
+				e.problems = append(e.problems, fmt.Sprintf("%s: line %d: %s", path, p.line, p.msg))
+			} else {
+				e.problems = append(e.problems, fmt.Sprintf("%s: %s", path, p.msg))
+			}
+		}
+		return e
+	}
+	// Decode into a plain tree first: syntax errors stop here, with their line.
+	var tree map[string]any
+	if _, err := toml.Decode(src, &tree); err != nil {
+		return nil, fail([]problem{decodeProblem(err, src, lines)})
+	}
+	// Unknown keys, wrong types and integer durations, all at once and with
+	// their full paths; the decoder would stop at the first and name an
+	// array element by its last line.
+	ps, typeErrs := checkKeys(tree, reflect.TypeFor[Config](), lines)
+	if typeErrs {
+		return nil, fail(ps)
+	}
 	var c Config
 	md, err := toml.Decode(src, &c)
 	if err != nil {
-		// Syntax and type errors stop the decoder; they carry their line.
-		msg := strings.TrimPrefix(err.Error(), "toml: ")
-		return nil, &configError{file: path, problems: []string{path + ": " + msg}}
+		return nil, fail(append(ps, decodeProblem(err, src, lines)))
 	}
-	lines := scanKeyLines(src)
-	var problems []string
-	seen := map[string]bool{}
-	for _, k := range md.Undecoded() {
-		key := k.String()
-		if seen[key] {
-			continue
-		}
-		seen[key] = true
-		ls := lines.bare[key]
-		if len(ls) == 0 {
-			problems = append(problems, fmt.Sprintf("%s: %s: unknown key", path, key))
-		}
-		for _, n := range ls {
-			problems = append(problems, fmt.Sprintf("%s: line %d: %s: unknown key", path, n, key))
+	if len(ps) == 0 && len(md.Undecoded()) > 0 {
+		// checkKeys follows the decoder's rules; this is a safety net.
+		for _, k := range md.Undecoded() {
+			ps = append(ps, problem{0, k.String() + ": unknown key"})
 		}
 	}
 	c.setDefaults()
@@ -173,17 +199,32 @@ func parseConfig(path, src string) (*Config, error) {
 		for _, e := range flatten(err) {
 			msg := e.Error()
 			keyPath, _, _ := strings.Cut(msg, ": ")
-			if n := lines.line(keyPath); n > 0 {
-				problems = append(problems, fmt.Sprintf("%s: line %d: %s", path, n, msg))
-			} else {
-				problems = append(problems, fmt.Sprintf("%s: %s", path, msg))
-			}
+			ps = append(ps, problem{lines.line(keyPath), msg})
 		}
 	}
-	if len(problems) > 0 {
-		return nil, &configError{file: path, problems: problems}
+	if len(ps) > 0 {
+		return nil, fail(ps)
 	}
 	return &c, nil
+}
+
+// decodeProblem turns a decoder error into a problem naming its line and,
+// when the line defines the key the decoder was at, the key's full path.
+func decodeProblem(err error, src string, lines *keyLines) problem {
+	line, msg := decoderMessage(err)
+	var pe toml.ParseError
+	if !errors.As(err, &pe) {
+		return problem{line, msg}
+	}
+	if n := pe.Position.Start; n > 0 && n <= len(src) {
+		// The parser counts an error at a line's final newline (an
+		// unterminated [header]) as on the next line.
+		line = strings.Count(src[:n], "\n") + 1
+	}
+	if key := lines.at[line]; key != "" && barePath(key) == pe.LastKey {
+		msg = key + ": " + msg
+	}
+	return problem{line, msg}
 }
 
 // flatten unpacks errors.Join trees into their leaves, in order.

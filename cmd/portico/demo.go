@@ -55,15 +55,18 @@ func (d *DemoConfig) validate(path string) error {
 
 // demo runs the demo backends.
 type demo struct {
-	servers   []*http.Server
-	echo      net.Listener
-	echoConns sync.WaitGroup
-	log       *slog.Logger
+	servers []*http.Server
+	echo    net.Listener
+	log     *slog.Logger
+
+	mu        sync.Mutex
+	echoConns map[net.Conn]struct{} // nil once closed
+	echoDone  sync.WaitGroup
 }
 
 // startDemo opens every demo backend; on error it closes those it opened.
 func startDemo(d *DemoConfig, log *slog.Logger) (*demo, error) {
-	dm := &demo{log: log}
+	dm := &demo{log: log, echoConns: map[net.Conn]struct{}{}}
 	for i, addr := range d.HTTP {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -123,20 +126,42 @@ func (dm *demo) serveEcho() {
 		if err != nil {
 			return
 		}
-		dm.echoConns.Add(1)
+		dm.mu.Lock()
+		if dm.echoConns == nil {
+			dm.mu.Unlock()
+			c.Close()
+			return
+		}
+		dm.echoConns[c] = struct{}{}
+		dm.echoDone.Add(1)
+		dm.mu.Unlock()
 		go func() {
-			defer dm.echoConns.Done()
-			defer c.Close()
+			defer dm.echoDone.Done()
 			_, _ = io.Copy(c, c)
+			c.Close()
+			dm.mu.Lock()
+			delete(dm.echoConns, c)
+			dm.mu.Unlock()
 		}()
 	}
 }
 
+// close lets HTTP requests in flight finish until ctx ends, then cuts them,
+// and closes the echo listener and its connections.
 func (dm *demo) close(ctx context.Context) {
 	for _, s := range dm.servers {
-		_ = s.Shutdown(ctx)
+		if s.Shutdown(ctx) != nil {
+			_ = s.Close()
+		}
 	}
 	if dm.echo != nil {
 		dm.echo.Close()
 	}
+	dm.mu.Lock()
+	for c := range dm.echoConns {
+		c.Close()
+	}
+	dm.echoConns = nil
+	dm.mu.Unlock()
+	dm.echoDone.Wait()
 }

@@ -3,12 +3,14 @@
 //	portico [-config ./config.toml] [-check] [-version]
 //
 // SIGINT and SIGTERM stop accepting, let requests in flight finish within
-// shutdown.drain_timeout and exit 0. SIGHUP reloads routes and pools from
-// the config file; a bad file is reported and the running config stays.
+// shutdown.drain_timeout and exit 0; a second one cuts the drain short.
+// SIGHUP reloads routes and pools from the config file; a bad file is
+// reported and the running config stays.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -38,6 +40,14 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal, ready c
 	check := fs.Bool("check", false, "validate the config, print every error and exit (1 on any error)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "portico: unexpected argument %q (the config file is given with -config)\n", fs.Arg(0))
+		fs.Usage()
 		return 2
 	}
 	if *showVersion {
@@ -81,6 +91,24 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal, ready c
 	log.Info("shutting down", "drain_timeout", p.cfg.Shutdown.DrainTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.Shutdown.DrainTimeout)
 	defer cancel()
+	go func() {
+		// A second SIGINT or SIGTERM cuts the drain short.
+		for {
+			select {
+			case sig, ok := <-sigs:
+				if !ok {
+					return
+				}
+				if sig != syscall.SIGHUP {
+					log.Warn("second stop signal; cutting the drain short", "signal", sig.String())
+					cancel()
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	if err := p.stop(ctx); err != nil {
 		log.Warn("drain cut short", "error", err)
 	}

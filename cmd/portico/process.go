@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"reflect"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -22,6 +22,7 @@ type process struct {
 	demo  *demo
 	http  *l7.Server
 	admin *admin
+	pools map[string]*lb.Pool // closed when replaced or stopped
 }
 
 func newLogger(c LogConfig, w io.Writer) (*slog.Logger, *slog.LevelVar) {
@@ -35,16 +36,27 @@ func newLogger(c LogConfig, w io.Writer) (*slog.Logger, *slog.LevelVar) {
 	return slog.New(slog.NewTextHandler(w, opts)), level
 }
 
-func buildPools(cfg *Config) (map[string]*lb.Pool, error) {
+// buildPools builds cfg's pools; a pool named in prev (the running ones)
+// hands its backends' health over to its successor.
+func buildPools(cfg *Config, log *slog.Logger, set *metrics.Set, prev map[string]*lb.Pool) (map[string]*lb.Pool, error) {
 	pools := make(map[string]*lb.Pool, len(cfg.Pools))
 	for name, pc := range cfg.Pools {
-		p, err := lb.NewPool(name, pc)
+		p, err := lb.NewPool(name, pc, lb.WithLogger(log), lb.WithMetrics(set), lb.WithPrevious(prev[name]))
 		if err != nil {
+			closePools(pools)
 			return nil, err
 		}
 		pools[name] = p
 	}
 	return pools, nil
+}
+
+// closePools stops the pools' health checks; leases taken from them still
+// release.
+func closePools(pools map[string]*lb.Pool) {
+	for _, p := range pools {
+		p.Close()
+	}
 }
 
 // start opens everything the config asks for. On error it closes what it
@@ -57,11 +69,12 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (*process, error
 			return nil, err
 		}
 	}
-	pools, err := buildPools(cfg)
+	pools, err := buildPools(cfg, log, p.set, nil)
 	if err != nil {
 		p.stop(context.Background())
 		return nil, err
 	}
+	p.pools = pools
 	if p.http, err = l7.New(cfg.HTTP, pools, log, p.set); err != nil {
 		p.stop(context.Background())
 		return nil, err
@@ -81,23 +94,47 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (*process, error
 }
 
 // reload swaps in the routes, pools and header settings of a new config.
-// Listener, admin and demo settings need a restart; a change to them is
-// logged and otherwise ignored. On error the running config stays live.
+// Listener, access log, admin, demo and log format settings need a restart;
+// a change to them is logged and otherwise ignored. On error the running
+// config stays live.
 func (p *process) reload(cfg *Config) error {
-	pools, err := buildPools(cfg)
+	pools, err := buildPools(cfg, p.log, p.set, p.pools)
 	if err != nil {
 		return err
 	}
 	if err := p.http.Swap(&cfg.HTTP, pools); err != nil {
+		closePools(pools)
 		return err
 	}
-	if fmt.Sprint(cfg.HTTP.Listeners) != fmt.Sprint(p.cfg.HTTP.Listeners) || *cfg.Admin.Address != *p.cfg.Admin.Address ||
-		fmt.Sprint(cfg.Demo) != fmt.Sprint(p.cfg.Demo) || cfg.HTTP.AccessLog != p.cfg.HTTP.AccessLog {
-		p.log.Warn("config reloaded; changes to listeners, admin, demo and access_log take effect at restart")
+	closePools(p.pools)
+	p.pools = pools
+	var restart []string
+	if !reflect.DeepEqual(cfg.HTTP.Listeners, p.cfg.HTTP.Listeners) {
+		restart = append(restart, "http.listeners")
+	}
+	if cfg.HTTP.AccessLog != p.cfg.HTTP.AccessLog {
+		restart = append(restart, "http.access_log")
+	}
+	if *cfg.Admin.Address != *p.cfg.Admin.Address {
+		restart = append(restart, "admin")
+	}
+	if !reflect.DeepEqual(cfg.Demo, p.cfg.Demo) {
+		restart = append(restart, "demo")
+	}
+	if cfg.Log.Format != p.cfg.Log.Format {
+		restart = append(restart, "log.format")
+	}
+	if len(restart) > 0 {
+		p.log.Warn("config reloaded; changes to these take effect at restart", "sections", restart)
 	}
 	l, _ := parseLevel(cfg.Log.Level)
 	p.level.Set(l)
-	p.cfg = cfg
+	// p.cfg describes what runs: the restart-only settings stay the running
+	// ones, so that the next reload compares against them too.
+	next := *cfg
+	next.HTTP.Listeners, next.HTTP.AccessLog = p.cfg.HTTP.Listeners, p.cfg.HTTP.AccessLog
+	next.Admin, next.Demo, next.Log.Format = p.cfg.Admin, p.cfg.Demo, p.cfg.Log.Format
+	p.cfg = &next
 	return nil
 }
 
@@ -107,6 +144,7 @@ func (p *process) stop(ctx context.Context) error {
 	if p.http != nil {
 		err = p.http.Shutdown(ctx)
 	}
+	closePools(p.pools)
 	p.admin.close(ctx)
 	if p.demo != nil {
 		p.demo.close(ctx)

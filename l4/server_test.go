@@ -1,0 +1,129 @@
+package l4
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"portico/lb"
+)
+
+func TestProxyEcho(t *testing.T) {
+	be := newTCPServer(t, echo)
+	pools := map[string]*lb.Pool{"p": newTestPool(t, "p", "round_robin", be.addr())}
+	_, set, addrs := startProxy(t, pools, testListener(nil))
+	for i := range 3 {
+		c := dial(t, addrs[0])
+		msg := fmt.Sprintf("hello %d\n", i)
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, got); err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if string(got) != msg {
+			t.Fatalf("got %q; want %q", got, msg)
+		}
+		c.Close()
+	}
+	waitFor(t, "flows to close", func() bool { return metricValue(set, `portico_l4_flows_active{listener="test"}`) == 0 })
+	if got := metricValue(set, `portico_l4_flows_accepted_total{listener="test"}`); got != 3 {
+		t.Fatalf("accepted: got %v; want 3", got)
+	}
+}
+
+// TestEarlyBytesHeld: bytes a client sends before the backend is connected
+// are held and delivered, in order, once it is.
+func TestEarlyBytesHeld(t *testing.T) {
+	gate := make(chan struct{})
+	var got bytes.Buffer
+	done := make(chan struct{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// A backend that accepts only when the gate opens: the connect
+	// completes in the kernel, but nothing is read before.
+	go func() {
+		<-gate
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(&got, c)
+		close(done)
+	}()
+	pools := map[string]*lb.Pool{"p": newTestPool(t, "p", "round_robin", ln.Addr().String())}
+	_, _, addrs := startProxy(t, pools, testListener(nil))
+	c := dial(t, addrs[0])
+	want := bytes.Repeat([]byte("early bytes "), 10000)
+	if _, err := c.Write(want); err != nil {
+		t.Fatal(err)
+	}
+	c.CloseWrite()
+	close(gate)
+	select {
+	case <-done:
+	case <-time.After(testTimeout):
+		t.Fatal("backend did not get EOF")
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Fatalf("backend got %d bytes; want %d", got.Len(), len(want))
+	}
+}
+
+// TestConnectRetry: a dead backend is skipped for a live one.
+func TestConnectRetry(t *testing.T) {
+	be := newTCPServer(t, echo)
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	pools := map[string]*lb.Pool{"p": newTestPool(t, "p", "round_robin", deadAddr, be.addr())}
+	_, set, addrs := startProxy(t, pools, testListener(nil))
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := dial(t, addrs[0])
+			c.Write([]byte("x"))
+			b := make([]byte, 1)
+			if _, err := io.ReadFull(c, b); err != nil {
+				t.Errorf("read: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if metricValue(set, `portico_l4_connect_errors_total{listener="test"}`) == 0 {
+		t.Fatal("no connect error counted")
+	}
+}
+
+// TestNoBackend: with every connect failing, the client is closed.
+func TestNoBackend(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	pools := map[string]*lb.Pool{"p": newTestPool(t, "p", "round_robin", deadAddr)}
+	_, set, addrs := startProxy(t, pools, testListener(nil))
+	c := dial(t, addrs[0])
+	if _, err := c.Read(make([]byte, 1)); !isClosedErr(err) && err == nil {
+		t.Fatalf("read: got %v; want EOF or reset", err)
+	}
+	waitFor(t, "connect_failed count", func() bool {
+		return metricValue(set, `portico_l4_flows_closed_total{listener="test",reason="connect_failed"}`) == 1
+	})
+}

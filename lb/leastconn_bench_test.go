@@ -1,0 +1,6 @@
+package lb
+
+import "testing"
+
+func BenchmarkPickLeastConn(b *testing.B)  { benchPick(b, PolicyLeastConn, nil) }
+func BenchmarkBuildLeastConn(b *testing.B) { benchBuild(b, PolicyLeastConn) }
