@@ -49,9 +49,9 @@ type ListenerConfig struct {
 	// MaxHeaderBytes is the largest request header block; larger gets 431.
 	// Default 16384.
 	MaxHeaderBytes int `toml:"max_header_bytes"`
-	// MaxBodyBytes is the largest request body; larger gets 413. Unset or 0:
-	// the default, 1073741824 (1 GiB); there is no unlimited setting.
-	MaxBodyBytes int64 `toml:"max_body_bytes"`
+	// MaxBodyBytes is the largest request body; larger gets 413. 0: no
+	// limit. Default 1073741824 (1 GiB).
+	MaxBodyBytes *int64 `toml:"max_body_bytes"`
 	// MaxConns is the most client connections open at once; 0: no limit.
 	// Default 0.
 	MaxConns int `toml:"max_conns"`
@@ -79,7 +79,7 @@ type UpstreamConfig struct {
 	MaxConns int `toml:"max_conns"`
 	// MaxConnWait is how long a request waits for a free connection when a
 	// backend is at MaxConns; then 503. 0: do not wait. Default "1s".
-	MaxConnWait time.Duration `toml:"max_conn_wait"`
+	MaxConnWait *time.Duration `toml:"max_conn_wait"`
 	// Retries is how many other backends a request tries after a failed
 	// connect (or, for idempotent requests, a failure before any response
 	// byte). Default 2.
@@ -229,8 +229,9 @@ func (c *Config) SetDefaults() {
 		if l.MaxHeaderBytes == 0 {
 			l.MaxHeaderBytes = 16 << 10
 		}
-		if l.MaxBodyBytes == 0 {
-			l.MaxBodyBytes = 1 << 30
+		if l.MaxBodyBytes == nil {
+			gib := int64(1 << 30)
+			l.MaxBodyBytes = &gib
 		}
 	}
 	for i := range c.Routes {
@@ -247,7 +248,10 @@ func (c *Config) SetDefaults() {
 	setDur(&u.ResponseTimeout, 30*time.Second)
 	setDur(&u.WriteTimeout, 30*time.Second)
 	setDur(&u.IdleTimeout, 60*time.Second)
-	setDur(&u.MaxConnWait, time.Second)
+	if u.MaxConnWait == nil {
+		sec := time.Second
+		u.MaxConnWait = &sec
+	}
 	if u.MaxConns == 0 {
 		u.MaxConns = 512
 	}
@@ -319,8 +323,8 @@ func (c *Config) Validate(path string, pools map[string]bool) error {
 		if l.MaxHeaderBytes < 1024 || l.MaxHeaderBytes > 1<<20 {
 			add("%s.max_header_bytes: must be 1024 to 1048576, got %d", p, l.MaxHeaderBytes)
 		}
-		if l.MaxBodyBytes < 0 {
-			add("%s.max_body_bytes: must not be negative, got %d", p, l.MaxBodyBytes)
+		if l.MaxBodyBytes != nil && *l.MaxBodyBytes < 0 {
+			add("%s.max_body_bytes: must not be negative, got %d", p, *l.MaxBodyBytes)
 		}
 		if l.MaxConns < 0 {
 			add("%s.max_conns: must not be negative, got %d", p, l.MaxConns)
@@ -343,7 +347,7 @@ func (c *Config) Validate(path string, pools map[string]bool) error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"connect_timeout", u.ConnectTimeout}, {"response_timeout", u.ResponseTimeout}, {"write_timeout", u.WriteTimeout}, {"idle_timeout", u.IdleTimeout}, {"max_conn_wait", u.MaxConnWait}} {
+	}{{"connect_timeout", u.ConnectTimeout}, {"response_timeout", u.ResponseTimeout}, {"write_timeout", u.WriteTimeout}, {"idle_timeout", u.IdleTimeout}, {"max_conn_wait", derefDur(u.MaxConnWait)}} {
 		if d.v < 0 {
 			add("%s.%s: must not be negative, got %s", up, d.name, d.v)
 		}
@@ -351,8 +355,8 @@ func (c *Config) Validate(path string, pools map[string]bool) error {
 	if u.MaxConns < 1 {
 		add("%s.max_conns: must be at least 1, got %d", up, u.MaxConns)
 	}
-	if r := *u.Retries; r < 0 || r > 10 {
-		add("%s.retries: must be 0 to 10, got %d", up, r)
+	if r := u.Retries; r != nil && (*r < 0 || *r > 10) {
+		add("%s.retries: must be 0 to 10, got %d", up, *r)
 	}
 	if u.MaxResponseHeaderBytes < 1024 {
 		add("%s.max_response_header_bytes: must be at least 1024, got %d", up, u.MaxResponseHeaderBytes)
@@ -545,4 +549,12 @@ func isTokenChar(c byte) bool {
 		return true
 	}
 	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// derefDur is *d, or 0 when d is unset.
+func derefDur(d *time.Duration) time.Duration {
+	if d == nil {
+		return 0
+	}
+	return *d
 }

@@ -148,6 +148,8 @@ func (s *Server) prepare(ctx *fasthttp.RequestCtx, l *listener, snap *snapshot, 
 	// The client's Connection: close is about its own connection; the
 	// backend connection stays in the keep-alive pool.
 	up.Header.ResetConnectionClose()
+	// Forward the client's Content-Type or none; never invent one.
+	up.Header.SetNoDefaultContentType(true)
 	upgrade := isUpgrade(&ctx.Request.Header)
 	client.removeHop(&up.Header)
 	client.delWatched(&up.Header, wExpect) // the listener has already answered 100-continue

@@ -94,7 +94,7 @@ func (s *Server) Swap(cfg *Config, pools map[string]*lb.Pool) error {
 }
 
 func (s *Server) newListener(lc ListenerConfig) (*listener, error) {
-	l := &listener{cfg: lc, scheme: []byte("http"), maxBody: lc.MaxBodyBytes, bodyTimeout: lc.BodyTimeout, done: make(chan error, 1)}
+	l := &listener{cfg: lc, scheme: []byte("http"), maxBody: *lc.MaxBodyBytes, bodyTimeout: lc.BodyTimeout, done: make(chan error, 1)}
 	var tlsCfg *tls.Config
 	if len(lc.Certificates) > 0 {
 		l.scheme = []byte("https")
@@ -107,7 +107,7 @@ func (s *Server) newListener(lc ListenerConfig) (*listener, error) {
 			tlsCfg.Certificates = append(tlsCfg.Certificates, cert)
 		}
 	}
-	maxBody := lc.MaxBodyBytes
+	maxBody := *lc.MaxBodyBytes
 	if maxBody <= 0 || maxBody > 1<<31-1 {
 		maxBody = 1<<31 - 1
 	}
@@ -117,24 +117,23 @@ func (s *Server) newListener(lc ListenerConfig) (*listener, error) {
 		return fasthttp.RequestConfig{ReadTimeout: lc.BodyTimeout}
 	}
 	l.srv = &fasthttp.Server{
-		Handler:                       func(ctx *fasthttp.RequestCtx) { s.serve(ctx, l) },
-		ErrorHandler:                  func(ctx *fasthttp.RequestCtx, err error) { s.parseError(ctx, l, err) },
-		ReadTimeout:                   lc.HeaderTimeout,
-		HeaderReceived:                bodyDeadline,
-		WriteTimeout:                  lc.WriteTimeout,
-		IdleTimeout:                   lc.IdleTimeout,
-		ReadBufferSize:                lc.MaxHeaderBytes,
-		MaxRequestBodySize:            int(maxBody),
-		Concurrency:                   lc.MaxConns,
-		StreamRequestBody:             true,
-		DisablePreParseMultipartForm:  true,
-		DisableHeaderNamesNormalizing: true,
-		NoDefaultServerHeader:         true,
-		NoDefaultContentType:          true,
-		NoDefaultDate:                 false,
-		CloseOnShutdown:               true,
-		Logger:                        fasthttpLogger{s.log},
-		TLSConfig:                     tlsCfg,
+		Handler:                      func(ctx *fasthttp.RequestCtx) { s.serve(ctx, l) },
+		ErrorHandler:                 func(ctx *fasthttp.RequestCtx, err error) { s.parseError(ctx, l, err) },
+		ReadTimeout:                  lc.HeaderTimeout,
+		HeaderReceived:               bodyDeadline,
+		WriteTimeout:                 lc.WriteTimeout,
+		IdleTimeout:                  lc.IdleTimeout,
+		ReadBufferSize:               lc.MaxHeaderBytes,
+		MaxRequestBodySize:           int(maxBody),
+		Concurrency:                  lc.MaxConns,
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		NoDefaultDate:                false,
+		CloseOnShutdown:              true,
+		Logger:                       fasthttpLogger{s.log},
+		TLSConfig:                    tlsCfg,
 	}
 	return l, nil
 }

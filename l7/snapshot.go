@@ -159,17 +159,18 @@ func (s *Server) buildPool(lp *lb.Pool, u *UpstreamConfig) *pool {
 	return p
 }
 
+// clientKey is what shapes a HostClient: two snapshots that agree on it share
+// the client and its warm connections.
 type clientKey struct {
-	addr string
-	cfg  UpstreamConfig // with Retries nil: it does not shape the client
+	addr                             string
+	connect, read, write, idle, wait time.Duration
+	maxConns, headerBytes            int
 }
 
 func (s *Server) client(addr string, u *UpstreamConfig) *fasthttp.HostClient {
 	s.clientsMu.Lock()
 	defer s.clientsMu.Unlock()
-	uc := *u
-	uc.Retries = nil
-	k := clientKey{addr, uc}
+	k := clientKey{addr, u.ConnectTimeout, u.ResponseTimeout, u.WriteTimeout, u.IdleTimeout, *u.MaxConnWait, u.MaxConns, u.MaxResponseHeaderBytes}
 	if c, ok := s.clients[k]; ok {
 		return c
 	}
@@ -185,15 +186,14 @@ func (s *Server) client(addr string, u *UpstreamConfig) *fasthttp.HostClient {
 			}
 			return &ioTimeoutConn{netConn: c, read: read, write: write}, nil
 		},
-		MaxConns:                      u.MaxConns,
-		MaxConnWaitTimeout:            u.MaxConnWait,
-		MaxIdleConnDuration:           u.IdleTimeout,
-		ReadBufferSize:                u.MaxResponseHeaderBytes,
-		StreamResponseBody:            true,
-		NoDefaultUserAgentHeader:      true,
-		DisableHeaderNamesNormalizing: true,
-		DisablePathNormalizing:        true,
-		MaxIdemponentCallAttempts:     1,
+		MaxConns:                  u.MaxConns,
+		MaxConnWaitTimeout:        *u.MaxConnWait,
+		MaxIdleConnDuration:       u.IdleTimeout,
+		ReadBufferSize:            u.MaxResponseHeaderBytes,
+		StreamResponseBody:        true,
+		NoDefaultUserAgentHeader:  true,
+		DisablePathNormalizing:    true,
+		MaxIdemponentCallAttempts: 1,
 	}
 	s.clients[k] = c
 	return c
