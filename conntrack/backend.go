@@ -74,8 +74,8 @@ func (t *Table) BackendFlows(b BackendID) int {
 }
 
 // AppendBackendFlows appends to dst the IDs of the live flows in shard
-// (taken modulo Shards) that go to backend b, and returns the extended
-// slice. To drain a backend by force, each shard's owner closes the flows
+// (taken modulo Shards) that go to backend b (0: that have none yet), and
+// returns the extended slice. To drain a backend by force, each shard's owner closes the flows
 // this returns for its shard; to drain it gently, stop picking it (lb's
 // Pool.SetDraining) and watch BackendFlows fall. It scans the whole shard
 // under its lock: an admin operation, not a per-flow one. Safe for

@@ -13,9 +13,10 @@
 // The table is built for an event-loop proxy: each event loop owns one
 // shard (give the table as many shards as there are loops) and inserts the
 // flows it accepts into it. A flow's [ID] then belongs to that loop: only
-// the owner calls SetState, SetBackend, Touch, AddBytes and Remove for it,
-// and calls Remove exactly once. The owner also sweeps its shard with
-// [Table.AppendExpired] once per tick and closes the flows it returns.
+// the owner calls SetState, SetBackend, SetClient, Touch, AddBytes and
+// Remove for it, and calls Remove exactly once. The owner also sweeps its
+// shard with [Table.AppendExpired] once per tick and closes the flows it
+// returns.
 // Snapshot, AppendBackendFlows and the counters may be called from any
 // goroutine. Every method is safe for concurrent use; the ownership rule is
 // what makes the answers meaningful (an expired ID goes to the loop that
@@ -45,7 +46,6 @@ package conntrack
 
 import (
 	"fmt"
-	"math"
 	"net/netip"
 	"runtime"
 	"sync"
@@ -209,107 +209,6 @@ type Table struct {
 
 	clients [clientShards]clientShard
 }
-
-// shard is one owner's part of the table.
-type shard struct {
-	_ [64]byte
-
-	// Hot: read by every Touch and AddBytes of the shard's flows.
-	now      atomic.Int64  // coarse clock, unix ns: the latest Insert, SetState or sweep
-	bytesIn  atomic.Uint64 // bytes AddBytes counted since the last sweep
-	bytesOut atomic.Uint64
-	active   atomic.Int64 // live flows; written under mu
-
-	mu    sync.Mutex
-	dir   atomic.Pointer[[]*chunk] // grows under mu; chunks never move or go away
-	used  int                      // slots handed out so far; guarded by mu
-	free  []int32                  // slots free for reuse, LIFO; guarded by mu
-	wheel wheel                    // guarded by mu
-
-	_ [64]byte
-}
-
-type chunk [chunkLen]entry
-
-// entry is one flow. It holds no pointers, so a chunk is not scanned by the
-// garbage collector.
-type entry struct {
-	// gen is odd while the slot holds a live flow (the generation in its
-	// ID) and even while it is free. Written under the shard's lock, read
-	// without it.
-	gen atomic.Uint32
-
-	// Guarded by the shard's lock.
-	listener ListenerID
-	state    State
-	flags    uint8
-	backend  BackendID
-	next     int32 // wheel bucket list; -1 ends it
-	prev     int32
-	port     uint16
-	client   [16]byte // IPv4 as IPv4-mapped IPv6
-	start    int64    // unix ns
-	since    int64    // when state was set, unix ns
-	due      int64    // wheel tick the entry is filed under
-
-	// Written by the owner without the lock.
-	last atomic.Int64 // unix ns (the shard's coarse clock)
-	in   atomic.Uint64
-	out  atomic.Uint64
-}
-
-const (
-	flagClient  = 1 << iota // client holds an address
-	flagV4                  // the client address is IPv4
-	flagCounted             // counted against the listener's per-client limit
-	flagFiled               // in the wheel
-	flagExpired             // returned by AppendExpired; waits for Remove
-)
-
-// Option configures New.
-type Option func(*options)
-
-// options is what New builds a table from; each field is set by the
-// With* option of the same name.
-type options struct {
-	shards     int
-	tick       time.Duration
-	wheelSlots int
-	v6Bits     int
-	set        *metrics.Set
-	clock      func() time.Time
-}
-
-// WithShards sets the number of shards, 1 to MaxShards. Give each event
-// loop its own: the default is runtime.GOMAXPROCS(0), gnet's default
-// number of loops.
-func WithShards(n int) Option { return func(o *options) { o.shards = n } }
-
-// WithTick sets the resolution of expiry: a flow expires at most one tick
-// after its deadline, provided its owner sweeps every tick. At least 1ms;
-// default 100ms.
-func WithTick(d time.Duration) Option { return func(o *options) { o.tick = d } }
-
-// WithWheelSlots sets the buckets of each shard's timer wheel, a power of
-// two from 16 to 1<<20. A wheel turns once per slots × tick (default 1024 ×
-// 100ms, about 102s); an entry with a later deadline is looked at once per
-// turn until it is due. Default 1024.
-func WithWheelSlots(n int) Option { return func(o *options) { o.wheelSlots = n } }
-
-// WithClientPrefixV6 sets how much of an IPv6 client address identifies a
-// client for ListenerConfig.MaxFlowsPerClient, in bits from 1 to 128.
-// Default 64, the prefix one subscriber usually holds whole. IPv4 clients
-// are always counted by full address.
-func WithClientPrefixV6(bits int) Option { return func(o *options) { o.v6Bits = bits } }
-
-// WithMetrics registers the table's metrics in s; by default they go to a
-// set of their own that nothing exposes. One set holds the metrics of one
-// table.
-func WithMetrics(s *metrics.Set) Option { return func(o *options) { o.set = s } }
-
-// WithClock replaces time.Now, for tests. Its readings must not go
-// backwards.
-func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
 
 // New creates an empty table, or fails naming the option that is out of
 // range.
@@ -534,6 +433,63 @@ func (t *Table) SetState(id ID, st State) bool {
 	return true
 }
 
+// SetClient replaces the flow's client address with c, the one a PROXY
+// protocol header gives, and moves the flow to c's per-client count. When c
+// is at the listener's per-client limit it refuses with ErrClientLimit,
+// counted, and leaves the flow as it was: its owner then closes it. It
+// fails with ErrUnknownFlow when id is not a live flow. Only the flow's
+// owner may call it.
+func (t *Table) SetClient(id ID, c netip.AddrPort) error {
+	s, e := t.lookup(id)
+	if e == nil {
+		return ErrUnknownFlow
+	}
+	s.mu.Lock()
+	if e.gen.Load() != id.gen() {
+		s.mu.Unlock()
+		return ErrUnknownFlow
+	}
+	lid, oldCounted := e.listener, e.flags&flagCounted != 0
+	old := e.copy()
+	s.mu.Unlock()
+	// The owner alone changes the client, so it can count unlocked.
+
+	l := (*t.listeners.Load())[lid]
+	var oldKey, newKey clientKey
+	if oldCounted {
+		oldKey = t.clientKey(lid, old.clientAddr().Addr())
+	}
+	var flags uint8
+	if c.Addr().IsValid() {
+		flags |= flagClient
+		if c.Addr().Unmap().Is4() {
+			flags |= flagV4
+		}
+		if limit := l.cfg.Load().MaxFlowsPerClient; limit > 0 {
+			newKey = t.clientKey(lid, c.Addr())
+			if !oldCounted || newKey != oldKey {
+				if !t.acquireClient(newKey, limit) {
+					l.refused[refusedClient].Inc()
+					return ErrClientLimit
+				}
+				if oldCounted {
+					t.releaseClient(oldKey)
+				}
+			}
+			flags |= flagCounted
+		}
+	}
+	if oldCounted && flags&flagCounted == 0 {
+		t.releaseClient(oldKey)
+	}
+
+	s.mu.Lock()
+	e.flags = e.flags&^(flagClient|flagV4|flagCounted) | flags
+	e.client, e.port = c.Addr().As16(), c.Port()
+	s.mu.Unlock()
+	return nil
+}
+
 // SetBackend records the backend the flow goes to (0: none) and moves the
 // flow between the backends' counts; it returns false when id is not a live
 // flow or b was not issued by this table. Only the flow's owner may call it.
@@ -610,138 +566,4 @@ func (t *Table) Get(id ID) (FlowInfo, bool) {
 		return FlowInfo{}, false
 	}
 	return t.info(id, e), true
-}
-
-// lookup finds the entry of a live flow without locking; it returns a nil
-// entry when id is stale or was never issued. The entry may be removed
-// concurrently unless the caller owns id; callers that read guarded fields
-// check the generation again under the lock.
-func (t *Table) lookup(id ID) (*shard, *entry) {
-	si := id.Shard()
-	if si >= len(t.shards) {
-		return nil, nil
-	}
-	s := &t.shards[si]
-	d := *s.dir.Load()
-	slot := id.slot()
-	if slot>>chunkBits >= len(d) {
-		return s, nil
-	}
-	e := &d[slot>>chunkBits][slot&(chunkLen-1)]
-	if g := id.gen(); g&1 == 0 || e.gen.Load() != g {
-		return s, nil
-	}
-	return s, e
-}
-
-// info copies e; the caller holds the shard's lock.
-func (t *Table) info(id ID, e *entry) FlowInfo {
-	c := e.copy()
-	return c.info(id, *t.listeners.Load(), *t.backends.Load())
-}
-
-// entryCopy is an entry's fields, copied under its shard's lock.
-type entryCopy struct {
-	listener     ListenerID
-	state        State
-	flags        uint8
-	backend      BackendID
-	port         uint16
-	client       [16]byte
-	start, since int64
-	last         int64
-	in, out      uint64
-}
-
-func (e *entry) copy() entryCopy {
-	return entryCopy{
-		listener: e.listener, state: e.state, flags: e.flags, backend: e.backend,
-		port: e.port, client: e.client, start: e.start, since: e.since,
-		last: e.last.Load(), in: e.in.Load(), out: e.out.Load(),
-	}
-}
-
-// info names c's listener and backend from ls and bs.
-func (c *entryCopy) info(id ID, ls []*listener, bs []*backend) FlowInfo {
-	fi := FlowInfo{
-		ID:         id,
-		Listener:   ls[c.listener].name,
-		Client:     c.clientAddr(),
-		State:      c.state,
-		Start:      time.Unix(0, c.start),
-		StateSince: time.Unix(0, c.since),
-		LastActive: time.Unix(0, max(c.last, c.start)),
-		BytesIn:    c.in,
-		BytesOut:   c.out,
-	}
-	if c.backend != 0 {
-		fi.Pool, fi.Backend = bs[c.backend].pool, bs[c.backend].name
-	}
-	return fi
-}
-
-func (c *entryCopy) clientAddr() netip.AddrPort {
-	switch {
-	case c.flags&flagClient == 0:
-		return netip.AddrPort{}
-	case c.flags&flagV4 != 0:
-		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(c.client[12:])), c.port)
-	}
-	return netip.AddrPortFrom(netip.AddrFrom16(c.client), c.port)
-}
-
-// entry returns the entry of a slot below s.used.
-func (s *shard) entry(slot int) *entry {
-	return &(*s.dir.Load())[slot>>chunkBits][slot&(chunkLen-1)]
-}
-
-// alloc takes a free slot, growing the shard by a chunk when none is left;
-// the caller holds the lock.
-func (s *shard) alloc() (int, bool) {
-	if n := len(s.free); n > 0 {
-		slot := s.free[n-1]
-		s.free = s.free[:n-1]
-		return int(slot), true
-	}
-	if s.used == MaxFlowsPerShard {
-		return 0, false
-	}
-	if d := *s.dir.Load(); s.used == len(d)*chunkLen {
-		// Readers hold the old header and never index past its length, so
-		// writing the spare capacity of the same array races with none of
-		// them; the new header is published after the write.
-		d = append(d, new(chunk))
-		s.dir.Store(&d)
-	}
-	s.used++
-	return s.used - 1, true
-}
-
-// deadline returns when e expires under cfg, in unix ns, and why;
-// math.MaxInt64 when no timeout applies. The caller holds the shard's lock.
-func deadline(e *entry, cfg *ListenerConfig) (int64, Reason) {
-	at, why := int64(math.MaxInt64), ReasonIdle
-	to := &cfg.Timeouts
-	switch {
-	case e.state == StateHandshake && to.Handshake > 0:
-		at, why = addSat(e.since, to.Handshake), ReasonHandshake
-	case e.state == StateConnecting && to.Connect > 0:
-		at, why = addSat(e.since, to.Connect), ReasonConnect
-	case to.Idle > 0:
-		at = addSat(max(e.last.Load(), e.since), to.Idle)
-	}
-	if to.Lifetime > 0 {
-		if end := addSat(e.start, to.Lifetime); end < at {
-			at, why = end, ReasonLifetime
-		}
-	}
-	return at, why
-}
-
-// addSat is t + d, saturating at math.MaxInt64.
-func addSat(t int64, d time.Duration) int64 {
-	if s := t + int64(d); s >= t {
-		return s
-	}
-	return math.MaxInt64
 }

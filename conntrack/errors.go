@@ -2,7 +2,8 @@ package conntrack
 
 import "errors"
 
-// Errors returned by [Table.Insert] when it refuses a flow. They are
+// Errors returned by [Table.Insert] and [Table.SetClient] when they refuse a
+// flow. They are
 // returned unwrapped, so a refusal under a flood costs no allocation;
 // compare with errors.Is.
 var (
@@ -20,4 +21,6 @@ var (
 	// ErrUnknownBackend means the BackendID was not returned by
 	// Table.Backend of this table.
 	ErrUnknownBackend = errors.New("conntrack: unknown backend")
+	// ErrUnknownFlow means the ID is not a live flow of this table.
+	ErrUnknownFlow = errors.New("conntrack: unknown flow")
 )

@@ -202,3 +202,58 @@ func TestLimitsConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestSetClient covers the address a PROXY header reveals after accept: the
+// flow moves from the balancer's count to the client's, or is refused with
+// the balancer's count kept.
+func TestSetClient(t *testing.T) {
+	tab, _, set := newTable(t)
+	lid := mustListener(t, tab, "db", ListenerConfig{MaxFlowsPerClient: 2})
+	ap := netip.MustParseAddrPort
+	lb, c1, c2 := ap("10.0.0.1:40000"), ap("192.0.2.1:5000"), ap("[2001:db8::1]:6000")
+	count := func(a netip.AddrPort) int { return tab.ClientFlows(lid, a.Addr()) }
+
+	a := mustInsert(t, tab, 0, Flow{Listener: lid, Client: lb})
+	b := mustInsert(t, tab, 0, Flow{Listener: lid, Client: lb})
+	if err := tab.SetClient(a, c1); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := tab.Get(a); got.Client != c1 || count(lb) != 1 || count(c1) != 1 {
+		t.Fatalf("got client %s, counts lb %d c1 %d; want %s, 1, 1", got.Client, count(lb), count(c1), c1)
+	}
+	// The balancer has room again.
+	c := mustInsert(t, tab, 0, Flow{Listener: lid, Client: lb})
+	for _, id := range []ID{b, c} {
+		if err := tab.SetClient(id, c1); id == b && err != nil || id == c && err != ErrClientLimit {
+			t.Fatalf("SetClient(%#x, c1): got %v", id, err)
+		}
+	}
+	if got, _ := tab.Get(c); got.Client != lb || count(lb) != 1 || count(c1) != 2 {
+		t.Fatalf("refused flow: got client %s, counts lb %d c1 %d; want unchanged", got.Client, count(lb), count(c1))
+	}
+	if got := metricValue(t, set, `portico_conntrack_flows_refused_total{listener="db",reason="client_limit"}`); got != "1" {
+		t.Errorf("refused: got %s; want 1", got)
+	}
+	// The same client again, another port: no change of counts.
+	if err := tab.SetClient(a, ap("192.0.2.1:5001")); err != nil || count(c1) != 2 {
+		t.Fatalf("same client: got %v, count %d; want nil, 2", err, count(c1))
+	}
+	// No address: uncounted; an IPv6 client: counted.
+	if err := tab.SetClient(a, netip.AddrPort{}); err != nil || count(c1) != 1 {
+		t.Fatalf("no address: got %v, count %d; want nil, 1", err, count(c1))
+	}
+	if err := tab.SetClient(a, c2); err != nil || count(c2) != 1 {
+		t.Fatalf("ipv6: got %v, count %d; want nil, 1", err, count(c2))
+	}
+	for _, id := range []ID{a, b, c} {
+		tab.Remove(id)
+	}
+	for _, x := range []netip.AddrPort{lb, c1, c2} {
+		if n := count(x); n != 0 {
+			t.Errorf("%s: got %d after Remove; want 0", x, n)
+		}
+	}
+	if err := tab.SetClient(a, c1); err != ErrUnknownFlow {
+		t.Errorf("removed flow: got %v; want ErrUnknownFlow", err)
+	}
+}

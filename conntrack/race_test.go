@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"sync"
@@ -75,6 +76,12 @@ func TestConcurrentOwners(t *testing.T) {
 							tab.SetBackend(id, bes[rng.IntN(len(bes))])
 							tab.SetState(id, State(rng.IntN(int(numStates))))
 						}
+						if r == 5 { // a PROXY header names the client
+							c := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(o), byte(rng.IntN(8))}), 2)
+							if err := tab.SetClient(id, c); err != nil && err != ErrClientLimit {
+								t.Errorf("SetClient: %v", err)
+							}
+						}
 						break
 					}
 				case r < 8:
@@ -121,4 +128,26 @@ func TestConcurrentOwners(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestSweepWhileListenersAdded pins a race: a sweep must see the listener
+// of every flow in the shard, even one added after the sweep started.
+func TestSweepWhileListenersAdded(t *testing.T) {
+	tab, clk, _ := newTable(t, WithShards(1), WithTick(time.Millisecond), WithWheelSlots(16))
+	var done atomic.Bool
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for !done.Load() {
+			clk.Advance(time.Millisecond)
+			for _, e := range tab.AppendExpired(nil, 0) {
+				tab.Remove(e.ID)
+			}
+		}
+	})
+	for i := range 300 {
+		lid := mustListener(t, tab, fmt.Sprint("l", i), ListenerConfig{Timeouts: Timeouts{Idle: 1}})
+		mustInsert(t, tab, 0, Flow{Listener: lid})
+	}
+	done.Store(true)
+	wg.Wait()
 }

@@ -78,9 +78,11 @@ func (t *Table) AppendExpired(dst []Expired, shard int) []Expired {
 	now := t.now()
 	s.now.Store(now)
 	target := now / t.tick
-	ls := *t.listeners.Load()
 
 	s.mu.Lock()
+	// Loaded under the lock: every flow in the shard was inserted with a
+	// listener this slice holds.
+	ls := *t.listeners.Load()
 	w := &s.wheel
 	n := int64(len(w.buckets))
 	from := max(w.cur+1, target-n+1) // a full turn at most: that is every bucket
