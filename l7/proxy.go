@@ -266,8 +266,9 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, l *listener, snap *snapshot, 
 	if cl := ctx.Request.Header.ContentLength(); cl > 0 {
 		st.body.length = int64(cl)
 	}
+	hash := requestHash(ctx, p.HashKey())
 	for attempt := 0; attempt <= snap.retries; attempt++ {
-		b, err := p.pickUntried(attempt, tried)
+		b, err := p.pickUntried(hash, attempt, tried)
 		if err != nil {
 			lastErr = err
 			break
@@ -322,12 +323,12 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, l *listener, snap *snapshot, 
 // new ask adds the pool size to Attempt, which perturbs a hashing policy
 // and leaves a counting one to step by one. When every backend has been
 // tried, the last pick is returned.
-func (p *pool) pickUntried(attempt int, tried uint64) (lb.Lease, error) {
+func (p *pool) pickUntried(hash uint64, attempt int, tried uint64) (lb.Lease, error) {
 	n := len(p.Backends())
-	b, err := p.Pick(lb.Key{Attempt: uint32(attempt)})
+	b, err := p.Pick(lb.Key{Hash: hash, Attempt: uint32(attempt)})
 	for i := 1; i <= n && err == nil && tried&backendBit(b.Backend) != 0; i++ {
 		b.Release(lb.Canceled)
-		b, err = p.Pick(lb.Key{Attempt: uint32(attempt + i*n)})
+		b, err = p.Pick(lb.Key{Hash: hash, Attempt: uint32(attempt + i*n)})
 	}
 	return b, err
 }

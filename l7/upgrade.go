@@ -47,8 +47,9 @@ func (s *Server) tunnel(ctx *fasthttp.RequestCtx, snap *snapshot, rt *route, st 
 	var lastErr error
 	var lastKind int
 	var tried uint64
+	hash := requestHash(ctx, p.HashKey())
 	for attempt := 0; attempt <= snap.retries; attempt++ {
-		b, err := p.pickUntried(attempt, tried)
+		b, err := p.pickUntried(hash, attempt, tried)
 		if err != nil {
 			lastErr = err
 			break

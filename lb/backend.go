@@ -115,12 +115,11 @@ func (b *Backend) Latency() time.Duration {
 	return time.Duration(math.Float64frombits(b.hot.latency.Load()))
 }
 
-// observeLatency folds one sample (ns) into the peak EWMA: a sample above
-// the average replaces it at once; below, the average decays towards it
-// with time constant decay. Concurrent updates may lose a sample, never
-// corrupt the value.
-func (b *Backend) observeLatency(d int64, decay time.Duration) {
-	now := nanotime()
+// observeLatency folds one sample d (ns), taken at now (nanotime), into the
+// peak EWMA: a sample above the average replaces it at once; below, the
+// average decays towards it with time constant decay. Concurrent updates
+// may lose a sample, never corrupt the value.
+func (b *Backend) observeLatency(d, now int64, decay time.Duration) {
 	last := b.hot.latStamp.Swap(now)
 	v := float64(d)
 	if prev := math.Float64frombits(b.hot.latency.Load()); prev > v && last != 0 {

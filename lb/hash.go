@@ -2,6 +2,7 @@ package lb
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 )
 
@@ -27,6 +28,20 @@ func HashString(s string) uint64 {
 		h *= fnvPrime
 	}
 	return finish(h)
+}
+
+// HashIP is Hash of a client address for the client_ip hash key: its 4
+// bytes for IPv4 (and IPv4-mapped IPv6), else its 16, so that the L4 and L7
+// paths, and v4 clients seen over v6 sockets, map a client alike. The zone
+// is ignored. It does not allocate.
+func HashIP(ip netip.Addr) uint64 {
+	ip = ip.Unmap()
+	if ip.Is4() {
+		a := ip.As4()
+		return Hash(a[:])
+	}
+	a := ip.As16()
+	return Hash(a[:])
 }
 
 const (

@@ -1,6 +1,9 @@
 package lb
 
-import "testing"
+import (
+	"net/netip"
+	"testing"
+)
 
 // TestHashStable pins Hash's output: several portico instances, and
 // versions, must map a key to the same backend.
@@ -54,9 +57,24 @@ func TestParseHashKey(t *testing.T) {
 	}
 }
 
+func TestHashIP(t *testing.T) {
+	v4 := netip.MustParseAddr("203.0.113.9")
+	if got, want := HashIP(v4), Hash([]byte{203, 0, 113, 9}); got != want {
+		t.Errorf("HashIP(%s) = %#x; want Hash of its 4 bytes, %#x", v4, got, want)
+	}
+	if got, want := HashIP(netip.MustParseAddr("::ffff:203.0.113.9")), HashIP(v4); got != want {
+		t.Errorf("v4-mapped address hashes to %#x; want %#x, as the plain IPv4", got, want)
+	}
+	v6 := netip.MustParseAddr("2001:db8::1")
+	if got, want := HashIP(v6), Hash(v6.AsSlice()); got != want {
+		t.Errorf("HashIP(%s) = %#x; want Hash of its 16 bytes, %#x", v6, got, want)
+	}
+}
+
 func TestHashAllocs(t *testing.T) {
 	b := []byte("203.0.113.9")
-	if n := testing.AllocsPerRun(100, func() { _ = Hash(b); _ = HashString("x") }); n != 0 {
+	ip := netip.MustParseAddr("2001:db8::1")
+	if n := testing.AllocsPerRun(100, func() { _ = Hash(b); _ = HashString("x"); _ = HashIP(ip) }); n != 0 {
 		t.Errorf("Hash allocates %v times; want 0", n)
 	}
 }

@@ -22,8 +22,8 @@ func TestP2CLatency(t *testing.T) {
 	c.P2C.Latency = true
 	p := newTestPool(t, c)
 	slow, fast := p.Backends()[0], p.Backends()[1]
-	slow.observeLatency(int64(100*time.Millisecond), time.Second)
-	fast.observeLatency(int64(time.Millisecond), time.Second)
+	slow.observeLatency(int64(100*time.Millisecond), nanotime(), time.Second)
+	fast.observeLatency(int64(time.Millisecond), nanotime(), time.Second)
 	fast.hot.inflight.Store(20) // 21 × 1ms still costs less than 1 × 100ms
 	for range 100 {
 		l, _ := p.Pick(Key{})
@@ -50,12 +50,12 @@ func TestP2CFailureCountsAsSlow(t *testing.T) {
 
 func TestPeakEWMA(t *testing.T) {
 	b := &Backend{}
-	b.observeLatency(int64(10*time.Millisecond), time.Hour)
-	b.observeLatency(int64(50*time.Millisecond), time.Hour)
+	b.observeLatency(int64(10*time.Millisecond), nanotime(), time.Hour)
+	b.observeLatency(int64(50*time.Millisecond), nanotime(), time.Hour)
 	if got := b.Latency(); got != 50*time.Millisecond {
 		t.Errorf("after a higher sample: %s; want 50ms (peak taken at once)", got)
 	}
-	b.observeLatency(int64(time.Millisecond), time.Hour)
+	b.observeLatency(int64(time.Millisecond), nanotime(), time.Hour)
 	if got := b.Latency(); got < 49*time.Millisecond {
 		t.Errorf("after a lower sample, decay 1h: %s; want still about 50ms", got)
 	}

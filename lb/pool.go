@@ -35,12 +35,17 @@ type Pool struct {
 
 	// Fixed at construction; read by Pick and Release.
 	bounded      bool          // total is maintained
-	total        atomic.Int64  // leases in flight on the pool's backends
 	ejectAfter   int32         // outlier.consecutive_failures; 0: off
 	trackLatency bool          // leases carry their start time
 	latencyDecay time.Duration // p2c.decay
 
 	snap atomic.Pointer[snapshot]
+
+	// total is written by every pick and release of a bounded pool; it has
+	// a cache line of its own.
+	_     [64]byte
+	total atomic.Int64 // leases in flight on the pool's backends
+	_     [64]byte
 
 	mu        sync.Mutex
 	members   []*Backend

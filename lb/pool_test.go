@@ -363,3 +363,49 @@ func TestPoolKeylessHashPick(t *testing.T) {
 		t.Errorf("keyless picks reached %d backends; want 4", len(seen))
 	}
 }
+
+// TestPickAllocs: Pick plus Release allocates nothing, for every policy
+// and option that changes the pick path.
+func TestPickAllocs(t *testing.T) {
+	tunes := map[string]func(*PoolConfig){
+		"plain":   func(*PoolConfig) {},
+		"bounded": func(c *PoolConfig) { c.BoundedLoad.Enabled = true },
+		"latency": func(c *PoolConfig) { c.P2C.Latency = true },
+		"outlier": func(c *PoolConfig) {
+			c.Outlier = OutlierConfig{ConsecutiveFailures: 1 << 9, BaseEjection: time.Hour, MaxEjectedPercent: 10}
+		},
+		"slow_start": func(c *PoolConfig) { c.SlowStart = time.Hour },
+	}
+	checked := 0
+	for _, policy := range []string{PolicyRoundRobin, PolicyWeightedRoundRobin, PolicyRandom, PolicyLeastConn, PolicyP2C, PolicyRingHash, PolicyMaglev} {
+		for name, tune := range tunes {
+			c := poolConfig(policy, backendConfigs(5, nil))
+			tune(&c)
+			c.SetDefaults()
+			if c.Validate("pools.test") != nil {
+				continue // an option of another policy
+			}
+			checked++
+			p := newTestPool(t, c)
+			var h uint64
+			allocs := testing.AllocsPerRun(1000, func() {
+				h++
+				l, err := p.Pick(Key{Hash: mix64(h), Attempt: uint32(h % 2)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				o := Success
+				if h%3 == 0 {
+					o = Failure
+				}
+				l.Release(o)
+			})
+			if allocs != 0 {
+				t.Errorf("%s/%s: %v allocs per Pick and Release; want 0", policy, name, allocs)
+			}
+		}
+	}
+	if checked != 23 {
+		t.Errorf("checked %d combinations; want 23", checked)
+	}
+}

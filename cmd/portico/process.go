@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"portico/l4"
 	"portico/l7"
 	"portico/lb"
 )
@@ -21,6 +23,7 @@ type process struct {
 	set   *metrics.Set
 	demo  *demo
 	http  *l7.Server
+	tcp   *l4.Server
 	admin *admin
 	pools map[string]*lb.Pool // closed when replaced or stopped
 }
@@ -84,6 +87,15 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (*process, error
 		p.stop(context.Background())
 		return nil, err
 	}
+	if p.tcp, err = l4.New(cfg.TCP, pools, log, p.set); err != nil {
+		p.stop(context.Background())
+		return nil, err
+	}
+	if err = p.tcp.Start(); err != nil {
+		p.tcp = nil
+		p.stop(context.Background())
+		return nil, err
+	}
 	if a := *cfg.Admin.Address; a != "" {
 		if p.admin, err = startAdmin(a, p.set, log); err != nil {
 			p.stop(context.Background())
@@ -102,7 +114,21 @@ func (p *process) reload(cfg *Config) error {
 	if err != nil {
 		return err
 	}
+	// TCP routes and pools swap like HTTP's; anything else about a TCP
+	// listener needs a restart, and so does adding or removing one (the
+	// running listeners then keep the pools they have).
+	tcpRestart := !sameTCPListeners(cfg.TCP, p.cfg.TCP)
+	tcpSwap := len(cfg.TCP.Listeners) == len(p.cfg.TCP.Listeners)
+	if tcpSwap {
+		if err := p.tcp.Swap(&cfg.TCP, pools); err != nil {
+			closePools(pools)
+			return err
+		}
+	}
 	if err := p.http.Swap(&cfg.HTTP, pools); err != nil {
+		if tcpSwap {
+			_ = p.tcp.Swap(&p.cfg.TCP, p.pools)
+		}
 		closePools(pools)
 		return err
 	}
@@ -114,6 +140,9 @@ func (p *process) reload(cfg *Config) error {
 	}
 	if cfg.HTTP.AccessLog != p.cfg.HTTP.AccessLog {
 		restart = append(restart, "http.access_log")
+	}
+	if tcpRestart {
+		restart = append(restart, "tcp.listeners")
 	}
 	if *cfg.Admin.Address != *p.cfg.Admin.Address {
 		restart = append(restart, "admin")
@@ -133,6 +162,16 @@ func (p *process) reload(cfg *Config) error {
 	// ones, so that the next reload compares against them too.
 	next := *cfg
 	next.HTTP.Listeners, next.HTTP.AccessLog = p.cfg.HTTP.Listeners, p.cfg.HTTP.AccessLog
+	if tcpRestart {
+		// The listeners that run, with the routes that run on them.
+		next.TCP.Listeners = append([]l4.ListenerConfig(nil), p.cfg.TCP.Listeners...)
+		for i := range next.TCP.Listeners {
+			if tcpSwap {
+				n, o := &next.TCP.Listeners[i], cfg.TCP.Listeners[i]
+				n.Pool, n.Routes, n.DefaultPool = o.Pool, o.Routes, o.DefaultPool
+			}
+		}
+	}
 	next.Admin, next.Demo, next.Log.Format = p.cfg.Admin, p.cfg.Demo, p.cfg.Log.Format
 	p.cfg = &next
 	return nil
@@ -144,6 +183,9 @@ func (p *process) stop(ctx context.Context) error {
 	if p.http != nil {
 		err = p.http.Shutdown(ctx)
 	}
+	if p.tcp != nil {
+		err = errors.Join(err, p.tcp.Shutdown(ctx))
+	}
 	closePools(p.pools)
 	p.admin.close(ctx)
 	if p.demo != nil {
@@ -154,3 +196,20 @@ func (p *process) stop(ctx context.Context) error {
 
 // httpAddrs returns the bound HTTP listener addresses.
 func (p *process) httpAddrs() []net.Addr { return p.http.Addrs() }
+
+// sameTCPListeners reports whether two [tcp] sections differ at most in
+// what a reload can swap: each listener's pool, routes and default pool.
+func sameTCPListeners(a, b l4.Config) bool {
+	if len(a.Listeners) != len(b.Listeners) {
+		return false
+	}
+	for i := range a.Listeners {
+		x, y := a.Listeners[i], b.Listeners[i]
+		x.Pool, x.Routes, x.DefaultPool = "", nil, ""
+		y.Pool, y.Routes, y.DefaultPool = "", nil, ""
+		if !reflect.DeepEqual(x, y) {
+			return false
+		}
+	}
+	return true
+}
