@@ -192,40 +192,29 @@ func (v *valueScan) scan(s string) {
 
 // stripComment drops a # comment that is not inside a string.
 func stripComment(s string) string {
-	var quote byte
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case quote != 0:
-			if c == '\\' && quote == '"' {
-				i++
-			} else if c == quote {
-				quote = 0
-			}
-		case c == '"' || c == '\'':
-			quote = c
-		case c == '#':
-			return s[:i]
-		}
+	if i := indexUnquoted(s, '#'); i >= 0 {
+		return s[:i]
 	}
 	return s
 }
 
 // keyEnd is the index of the = that ends a key, outside quotes; -1 if none.
-func keyEnd(s string) int {
+func keyEnd(s string) int { return indexUnquoted(s, '=') }
+
+// indexUnquoted is the index of the first c in s outside a TOML string, or -1.
+func indexUnquoted(s string, c byte) int {
 	var quote byte
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
+		switch b := s[i]; {
 		case quote != 0:
-			if c == '\\' && quote == '"' {
+			if b == '\\' && quote == '"' {
 				i++
-			} else if c == quote {
+			} else if b == quote {
 				quote = 0
 			}
-		case c == '"' || c == '\'':
-			quote = c
-		case c == '=':
+		case b == '"' || b == '\'':
+			quote = b
+		case b == c:
 			return i
 		}
 	}
