@@ -41,7 +41,9 @@ func runProxyChild() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	lc := testListener(func(lc *ListenerConfig) { lc.HighWater, lc.LowWater = high, low })
+	lc := testListener(func(lc *ListenerConfig) {
+		lc.HighWater, lc.LowWater, lc.MaxFlowBuffer = high, low, max(16<<20, 4*high)
+	})
 	s, err := New(Config{Listeners: []ListenerConfig{lc}}, map[string]*lb.Pool{"p": pool}, testLogger(), nil)
 	if err == nil {
 		err = s.Start()
@@ -82,7 +84,7 @@ type proxyProcess struct {
 	addr  string
 }
 
-func startProxyProcess(t *testing.T, backend string, high, low int) *proxyProcess {
+func startProxyProcess(t testing.TB, backend string, high, low int) *proxyProcess {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "L4_PROXY_CHILD=1", "L4_BACKEND="+backend,
@@ -113,7 +115,7 @@ func startProxyProcess(t *testing.T, backend string, high, low int) *proxyProces
 }
 
 // stop ends the process and returns its peak RSS and CPU time.
-func (p *proxyProcess) stop(t *testing.T) (hwm int64, cpu time.Duration) {
+func (p *proxyProcess) stop(t testing.TB) (hwm int64, cpu time.Duration) {
 	t.Helper()
 	p.stdin.Close()
 	for p.out.Scan() {
@@ -271,6 +273,7 @@ func TestStalledBackendBoundedMemory(t *testing.T) {
 			}
 			defer ln.Close()
 			p := startProxyProcess(t, ln.Addr().String(), 4<<20, 2<<20)
+			idle := procStatus(p.cmd.Process.Pid, "VmRSS")
 			var took time.Duration
 			if dir == "upload" {
 				took = upload(t, ln, p.addr, size, stall)
@@ -278,8 +281,8 @@ func TestStalledBackendBoundedMemory(t *testing.T) {
 				took = download(t, ln, p.addr, size, stall)
 			}
 			hwm, cpu := p.stop(t)
-			t.Logf("%s of %d MiB with a %s stall: %s, peak RSS %.1f MiB, proxy CPU %s",
-				dir, size>>20, stall, took.Round(time.Millisecond), float64(hwm)/(1<<20), cpu.Round(time.Millisecond))
+			t.Logf("%s of %d MiB with a %s stall: %s, peak RSS %.1f MiB (%.1f MiB idle), proxy CPU %s",
+				dir, size>>20, stall, took.Round(time.Millisecond), float64(hwm)/(1<<20), float64(idle)/(1<<20), cpu.Round(time.Millisecond))
 			if !raceEnabled && hwm > 64<<20 {
 				t.Fatalf("peak RSS %d MiB; want under 64 MiB", hwm>>20)
 			}

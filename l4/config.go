@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -41,10 +42,13 @@ type ListenerConfig struct {
 	// failed connect. 0 to 10. Default 2.
 	ConnectRetries *int `toml:"connect_retries"`
 	// IdleTimeout closes a connection when no byte has moved either way for
-	// this long. "0s": never. Default "10m".
+	// this long. "0s": never. Default "10m". Once one side has closed and
+	// the rest of the other direction is spliced, each MiB of it must move
+	// within this time.
 	IdleTimeout *time.Duration `toml:"idle_timeout"`
 	// ClientHelloTimeout bounds the time a TLS passthrough connection has to
-	// send its whole ClientHello. Default "5s".
+	// send its whole ClientHello, and a trusted load balancer its PROXY
+	// header. Default "5s".
 	ClientHelloTimeout time.Duration `toml:"client_hello_timeout"`
 	// MaxLifetime closes a connection this long after it was accepted,
 	// busy or not. "0s" (default): no limit.
@@ -66,6 +70,26 @@ type ListenerConfig struct {
 	// Loops is the number of event loops (threads) for this listener, each
 	// with its own SO_REUSEPORT socket. 0 (default): one per CPU.
 	Loops int `toml:"loops"`
+
+	// MaxFlows is the most connections open at once on this listener;
+	// more are refused at accept and counted. 0 (default): no limit.
+	MaxFlows int `toml:"max_flows"`
+	// MaxFlowsPerClient is the most connections open at once from one
+	// client IP address (IPv6: one /64) on this listener; more are refused
+	// at accept and counted. 0 (default): no limit.
+	MaxFlowsPerClient int `toml:"max_flows_per_client"`
+
+	// SendProxy sends a PROXY protocol header to the backend before any
+	// byte of the client, so that it sees the client's address: "v1"
+	// (text), "v2" (binary) or "" (default: none).
+	SendProxy string `toml:"send_proxy"`
+	// AcceptProxyFrom lists the networks (CIDR, such as "10.0.0.0/8") of
+	// load balancers in front of portico that must send a PROXY protocol
+	// header, v1 or v2; the client address it gives is the one portico
+	// logs, limits, hashes and passes on. A connection from elsewhere that
+	// starts with a PROXY header is closed. Empty (default): headers are
+	// not accepted from anyone.
+	AcceptProxyFrom []string `toml:"accept_proxy_from"`
 }
 
 // RouteConfig is one `[[tcp.listeners.routes]]` entry.
@@ -210,6 +234,22 @@ func (c *Config) Validate(path string, pools map[string]bool) error {
 			add("%s.low_water: must be at least 1 and below high_water (%d), got %d", p, l.HighWater, l.LowWater)
 		case l.MaxFlowBuffer < 2*(l.HighWater+readChunk) || l.MaxFlowBuffer > maxBufferSize:
 			add("%s.max_flow_buffer: must be 2 × (high_water + 65536) = %d to %d, got %d", p, 2*(l.HighWater+readChunk), maxBufferSize, l.MaxFlowBuffer)
+		}
+		if l.MaxFlows < 0 {
+			add("%s.max_flows: must not be negative, got %d", p, l.MaxFlows)
+		}
+		if l.MaxFlowsPerClient < 0 {
+			add("%s.max_flows_per_client: must not be negative, got %d", p, l.MaxFlowsPerClient)
+		}
+		switch l.SendProxy {
+		case "", "v1", "v2":
+		default:
+			add("%s.send_proxy: want \"v1\", \"v2\" or \"\", got %q", p, l.SendProxy)
+		}
+		for j, cidr := range l.AcceptProxyFrom {
+			if _, err := netip.ParsePrefix(cidr); err != nil {
+				add("%s.accept_proxy_from[%d]: want a network such as \"10.0.0.0/8\", got %q", p, j, cidr)
+			}
 		}
 		if l.Loops < 0 || l.Loops > maxLoops {
 			add("%s.loops: must be 0 (one per CPU) to %d, got %d", p, maxLoops, l.Loops)

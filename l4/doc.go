@@ -3,7 +3,34 @@
 // copies bytes both ways, and TLS passthrough, which routes a TLS connection
 // by the server name in its ClientHello without terminating TLS.
 //
-// Only the ClientHello parser exists so far: [HelloParser] reads the server
-// name and ALPN protocols from the bytes a new connection has sent, without
-// consuming them and without blocking the event loop.
+// # Shape
+//
+//   - server.go: [Server], one gnet engine per `[[tcp.listeners]]` with its
+//     own event loops on SO_REUSEPORT sockets; the routing snapshot that a
+//     reload swaps; the ticker that asks every loop to sweep its flows.
+//   - flow.go: a flow, its two legs on one event loop, the gnet callbacks,
+//     the off-loop dial, backpressure, half-close and the sweep of
+//     timeouts. The design and its reasons are at the top of that file.
+//   - sni.go: [HelloParser], the ClientHello parser (SNI, ALPN) over peeked
+//     bytes; the event loop never blocks on a slow hello.
+//   - proxyproto.go: PROXY protocol v1/v2, sent to backends and accepted
+//     from trusted load balancers.
+//   - config.go: the `[tcp]` section.
+//
+// Backends are chosen by package lb (every policy, with the client IP or
+// the SNI as the hash key), and every flow is recorded in a conntrack.Table
+// (limits at accept, per-backend counts, the admin snapshot).
+//
+// # Cost
+//
+// Moving bytes costs one read (gnet's, up to 64 KiB) and one write(2) per
+// chunk, no allocation and no copy unless the receiver is slow; a slow
+// receiver's queue is bounded by high_water plus one read. On a 2-core
+// AMD EPYC over loopback the proxy process spends about 0.6-0.8 s of CPU per
+// GiB on the event loop's copy path, and 0.23-0.26 s per GiB once a
+// half-closed flow's rest goes through splice(2) (BenchmarkProxyThroughput,
+// BenchmarkProxyReply). Both directions
+// of a 1 GiB transfer past a backend (or client) stalled for 3 s peak at
+// about 20 MiB RSS for the whole proxy process, 9.5 MiB of it at rest (see
+// TestStalledBackendBoundedMemory).
 package l4

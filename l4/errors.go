@@ -45,8 +45,8 @@ var (
 	// ErrEnrollTimeout means a paused socket handed back to its event loop
 	// never opened there.
 	ErrEnrollTimeout = errors.New("l4: socket not resumed in time")
-	// ErrPeerGone means a paused socket's peer closed or reset it before
-	// reading resumed.
+	// ErrPeerGone means a paused socket's peer reset it before reading
+	// resumed.
 	ErrPeerGone = errors.New("l4: peer gone while paused")
 )
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
+	"portico/conntrack"
 	"portico/lb"
 )
 
@@ -41,6 +43,18 @@ import (
 // fills, and TCP's window stops the sender. When the queue drains below
 // LowWater, the socket is handed back to the same loop with Enroll. Unread
 // bytes are never lost: OnTraffic has taken all of them before it parks.
+// A parked socket is still written to, through the dup, so both legs of a
+// flow congested both ways can be parked at once and its memory stays under
+// 2 × (HighWater + readChunk); MaxFlowBuffer only catches a socket that
+// could not be parked (no descriptor left for the dup).
+//
+// gnet's conn of a parked socket keeps the old descriptor number, which the
+// kernel soon gives to another connection: a leg drops its reference before
+// gnet closes it, and every call goes through the leg's current conn. The
+// hand-over back is checked first (Enroll of a socket whose peer has gone
+// fails silently inside gnet's worker) and watched by the sweep (Enroll can
+// report success without OnOpen ever running); nothing on the loop waits on
+// Enroll's channel.
 //
 // # Closing
 //
@@ -49,18 +63,28 @@ import (
 // the other direction carries on through the dup. A flow ends normally when
 // both sides have reached EOF and both queues are empty, so no byte is lost
 // on close; on a reset, an error or a timeout it is cut.
+//
+// Once one side has reached EOF, its FIN has been passed on and nothing is
+// queued for it, the rest of the other direction is usually a bulk reply:
+// the flow hands both sockets to a goroutine that moves it with splice(2)
+// (net.TCPConn.ReadFrom), which copies nothing through user space.
 type flow struct {
 	lp      *loop
 	client  leg
 	backend leg
 	state   flowState
-	routes  *routeTable // TLS passthrough: the routes to match the ClientHello against
+	routes  *routeTable // the listener's routes, until the flow is routed
 	sni     string      // server name of the ClientHello; "" without one
 	lease   lb.Lease
 	leased  bool
-	start   int64 // accept time, nanotime
-	last    int64 // last byte moved, on the loop's coarse clock
-	dialBy  int64 // deadline of the backend connection while dialing
+	ct      conntrack.ID   // in the server's flow table; 0 when not in it
+	peer    netip.AddrPort // the client: its socket's peer, or what its PROXY header says
+	proxyOK bool           // the first bytes have passed the PROXY policy
+	// spliceOut: the spliced direction is backend to client.
+	spliceOut bool
+	start     int64 // accept time, nanotime
+	last      int64 // last byte moved, on the loop's coarse clock
+	dialBy    int64 // deadline of the backend connection while dialing
 
 	prev, next *flow // the loop's list of flows, for the sweep
 }
@@ -68,9 +92,11 @@ type flow struct {
 type flowState uint8
 
 const (
-	stateHello   flowState = iota // TLS passthrough: waiting for the ClientHello
+	stateProxy   flowState = iota // waiting for a PROXY protocol header from a trusted peer
+	stateHello                    // TLS passthrough: waiting for the ClientHello
 	stateDialing                  // waiting for the backend
 	stateOpen                     // both legs connected
+	stateSpliced                  // half-closed; a goroutine splices the rest of the other direction
 	stateClosed
 )
 
@@ -93,8 +119,7 @@ type leg struct {
 	rc   syscall.RawConn
 	wfd  int
 
-	q    []byte // bytes queued for this socket, from q[qoff]
-	qoff int
+	q queue // bytes queued for this socket
 
 	waiting     bool  // a goroutine waits for the socket to be writable
 	parked      bool  // not read, for backpressure
@@ -107,12 +132,8 @@ type leg struct {
 	writable gnet.Runnable // runs onWritable on the loop
 }
 
-// maxIdleQueue is the largest queue buffer kept for reuse once it is empty;
-// larger ones are dropped so that a burst does not pin memory.
-const maxIdleQueue = 256 << 10
-
 func newFlow(lp *loop, c gnet.Conn) *flow {
-	f := &flow{lp: lp, start: nanotime(), last: lp.now}
+	f := &flow{lp: lp, start: nanotime(), last: lp.now, proxyOK: true}
 	f.client = leg{f: f, peer: &f.backend, c: c, wfd: -1}
 	f.backend = leg{f: f, peer: &f.client, wfd: -1}
 	for _, g := range []*leg{&f.client, &f.backend} {
@@ -121,7 +142,7 @@ func newFlow(lp *loop, c gnet.Conn) *flow {
 	return f
 }
 
-func (g *leg) queued() int { return len(g.q) - g.qoff }
+func (g *leg) queued() int { return g.q.len() }
 
 // fd is the socket's descriptor for writes: the dup when there is one, else
 // gnet's while its conn is open; -1 when the socket is not connected yet.
@@ -138,14 +159,9 @@ func (g *leg) fd() int {
 // send writes b to the socket, queuing what the kernel does not take. Bytes
 // for a socket not connected yet are queued until it is.
 func (g *leg) send(b []byte) error {
-	if g.queued() > 0 {
-		g.q = append(g.q, b...)
-		return nil
-	}
 	fd := g.fd()
-	if fd < 0 {
-		g.q = append(g.q[:0], b...)
-		g.qoff = 0
+	if g.queued() > 0 || fd < 0 {
+		g.q.push(&g.f.lp.chunks, b)
 		return nil
 	}
 	n, err := writeSome(fd, b)
@@ -153,8 +169,7 @@ func (g *leg) send(b []byte) error {
 		return err
 	}
 	if n < len(b) {
-		g.q = append(g.q[:0], b[n:]...)
-		g.qoff = 0
+		g.q.push(&g.f.lp.chunks, b[n:])
 		return g.waitWritable()
 	}
 	return nil
@@ -164,28 +179,21 @@ func (g *leg) send(b []byte) error {
 // writability if some is left.
 func (g *leg) flush() error {
 	fd := g.fd()
-	if g.queued() == 0 || fd < 0 {
+	if fd < 0 {
 		return nil
 	}
-	n, err := writeSome(fd, g.q[g.qoff:])
-	if err != nil {
-		return err
-	}
-	g.qoff += n
-	switch {
-	case g.queued() == 0:
-		if cap(g.q) > maxIdleQueue {
-			g.q = nil
-		} else {
-			g.q = g.q[:0]
+	for g.queued() > 0 {
+		b := g.q.front()
+		n, err := writeSome(fd, b)
+		if err != nil {
+			return err
 		}
-		g.qoff = 0
-		return nil
-	case g.qoff > len(g.q)/2:
-		g.q = g.q[:copy(g.q, g.q[g.qoff:])]
-		g.qoff = 0
+		g.q.discard(&g.f.lp.chunks, n)
+		if n < len(b) {
+			return g.waitWritable()
+		}
 	}
-	return g.waitWritable()
+	return nil
 }
 
 // writeSome writes b to a non-blocking socket until the kernel refuses more.
@@ -267,13 +275,18 @@ func (g *leg) waitWritable() error {
 }
 
 func awaitWritable(rc syscall.RawConn, el gnet.EventLoop, task gnet.Runnable) {
-	// RawConn.Write calls f, and while f returns false waits for the
-	// poller to report the socket writable; the loop does the writing.
+	// RawConn.Write clears the poller's readiness, then calls f, and while
+	// f returns false waits for the poller to report the socket writable;
+	// the loop does the writing. The first call polls the socket itself: it
+	// may have drained after the loop's write and before the clearing, and
+	// then no readiness edge would come.
 	first := true
-	_ = rc.Write(func(uintptr) bool {
+	_ = rc.Write(func(fd uintptr) bool {
 		if first {
 			first = false
-			return false
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+			n, err := unix.Poll(pfd, 0)
+			return err != nil || n > 0
 		}
 		return true
 	})
@@ -283,9 +296,8 @@ func awaitWritable(rc syscall.RawConn, el gnet.EventLoop, task gnet.Runnable) {
 // onWritable runs on the loop when the socket may take more of the queue.
 func (g *leg) onWritable() {
 	g.waiting = false
-	dbg("writable client=%v q=%d", g == &g.f.client, g.queued())
 	f := g.f
-	if f.state == stateClosed || g.conn == nil {
+	if f.state == stateClosed || f.state == stateSpliced || g.conn == nil {
 		return
 	}
 	before := g.queued()
@@ -294,6 +306,7 @@ func (g *leg) onWritable() {
 		return
 	}
 	if g.queued() < before {
+		f.lp.now = nanotime()
 		f.last = f.lp.now
 	}
 	f.drained(g)
@@ -320,13 +333,13 @@ func (f *flow) drained(g *leg) {
 // socket cannot be kept; the flow then reads on, under MaxFlowBuffer.
 func (g *leg) park() bool {
 	if err := g.own(); err != nil {
-		g.f.lp.l.srv.log.Warn("cannot pause reading a tcp connection", "listener", g.f.lp.l.cfg.Name, "error", err)
+		g.f.lp.l.warn("cannot pause reading a tcp connection; it reads on under max_flow_buffer", "error", err)
 		return false
 	}
 	g.c = nil
 	g.parked = true
 	g.f.lp.l.m.parks.Inc()
-	dbg("park client=%v peerq=%d", g == &g.f.client, g.peer.queued())
+	g.f.lp.l.srv.flows.SetState(g.f.ct, conntrack.StateParked)
 	return true
 }
 
@@ -335,11 +348,13 @@ func (g *leg) park() bool {
 // and never open the conn, so nothing waits on its result channel.
 func (g *leg) unpark() {
 	f := g.f
-	dbg("unpark client=%v", g == &g.f.client)
-	// Enroll of a socket whose peer is gone fails inside gnet's worker
-	// without a word (the address it reads is nil): catch that here.
+	// Enroll of a socket without a peer address fails inside gnet's worker
+	// without a word (the address it reads is nil). A TCP connection loses
+	// its peer address when it is reset, and when both FINs have crossed
+	// while it was parked; its receive buffer may still hold the peer's
+	// last bytes, and nothing more will come: read them here.
 	if _, err := unix.Getpeername(g.wfd); err != nil {
-		f.end(nil, closeReset, fmt.Errorf("%w: %w", ErrPeerGone, os.NewSyscallError("getpeername", err)))
+		g.drain()
 		return
 	}
 	nc, err := fileConn(g.wfd)
@@ -356,6 +371,47 @@ func (g *leg) unpark() {
 	g.enrollBy = nanotime() + int64(enrollTimeout)
 }
 
+// drain reads a parked socket whose connection is over (see unpark) up to
+// the peer's high-water mark: to its EOF, which ends the parking, or until
+// the peer's queue is full again, for the next unpark to go on.
+func (g *leg) drain() {
+	f, l := g.f, g.f.lp.l
+	if f.lp.scratch == nil {
+		f.lp.scratch = make([]byte, readChunk)
+	}
+	for g.peer.queued() <= l.cfg.HighWater {
+		n, err := unix.Read(g.wfd, f.lp.scratch)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return // still parked: the sweep's timeouts apply
+		case err != nil:
+			f.end(nil, closeReset, fmt.Errorf("%w: %w", ErrPeerGone, os.NewSyscallError("read", err)))
+			return
+		case n == 0:
+			g.parked, g.eof = false, true
+			g.peer.closeWrite()
+			f.maybeDone()
+			return
+		}
+		b := f.lp.scratch[:n]
+		if g == &f.client {
+			l.m.bytesIn.Add(n)
+			l.srv.flows.AddBytes(f.ct, n, 0)
+		} else {
+			l.m.bytesOut.Add(n)
+			l.srv.flows.AddBytes(f.ct, 0, n)
+		}
+		f.lp.now = nanotime()
+		f.last = f.lp.now
+		if err := g.peer.send(b); err != nil {
+			f.end(nil, closeReset, err)
+			return
+		}
+	}
+}
+
 // opened runs in OnOpen for a socket the flow handed to the loop: the
 // backend once dialed, or a parked socket coming back.
 func (g *leg) opened(c gnet.Conn) gnet.Action {
@@ -364,15 +420,26 @@ func (g *leg) opened(c gnet.Conn) gnet.Action {
 		return gnet.Close // OnClose ignores it: g.c is not c
 	}
 	g.c = c
-	dbg("opened client=%v enrolling=%v", g == &g.f.client, g.enrolling)
 	if g.enrolling {
 		g.enrolling, g.parked = false, false
+		f.setOpenState()
 		return gnet.None
 	}
 	// The backend is connected.
 	f.state = stateOpen
 	f.last = f.lp.now
-	// A PROXY protocol header would be written here, before the held bytes.
+	f.setOpenState()
+	if v := f.lp.l.sendProxy; v != 0 {
+		// The header goes before the client's bytes held so far.
+		var q queue
+		q.push(&f.lp.chunks, AppendProxyHeader(make([]byte, 0, 64), v, f.peer, f.localAddr()))
+		for g.queued() > 0 {
+			b := g.q.front()
+			q.push(&f.lp.chunks, b)
+			g.q.discard(&f.lp.chunks, len(b))
+		}
+		g.q = q
+	}
 	if err := g.flush(); err != nil {
 		g.c = nil
 		f.end(nil, closeReset, err)
@@ -396,6 +463,37 @@ func (g *leg) shutdownWrite() {
 	_ = unix.Shutdown(g.fd(), unix.SHUT_WR)
 }
 
+// setOpenState records an open flow's state in the flow table.
+func (f *flow) setOpenState() {
+	st := conntrack.StateEstablished
+	switch {
+	case f.client.parked || f.backend.parked:
+		st = conntrack.StateParked
+	case f.client.eof || f.backend.eof:
+		st = conntrack.StateHalfClosed
+	}
+	f.lp.l.srv.flows.SetState(f.ct, st)
+}
+
+// localAddr is the address the client connected to, for a PROXY header.
+func (f *flow) localAddr() netip.AddrPort {
+	fd := f.client.fd()
+	if fd < 0 {
+		return netip.AddrPort{}
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
+	}
+	return netip.AddrPort{}
+}
+
 func (f *flow) maybeDone() {
 	c, b := &f.client, &f.backend
 	if f.state != stateClosed && c.eof && b.eof && c.queued() == 0 && b.queued() == 0 {
@@ -410,7 +508,7 @@ func (f *flow) end(cur gnet.Conn, why closeReason, err error) {
 	if f.state == stateClosed {
 		return
 	}
-	open := f.state == stateOpen
+	open := f.state == stateOpen || f.state == stateSpliced
 	f.state = stateClosed
 	for _, g := range []*leg{&f.client, &f.backend} {
 		if c := g.c; c != nil {
@@ -426,7 +524,7 @@ func (f *flow) end(cur gnet.Conn, why closeReason, err error) {
 			g.conn.Close()
 			g.conn, g.rc, g.wfd = nil, nil, -1
 		}
-		g.q, g.qoff = nil, 0
+		g.q.reset(&f.lp.chunks)
 	}
 	if f.leased {
 		outcome := lb.Success
@@ -437,10 +535,14 @@ func (f *flow) end(cur gnet.Conn, why closeReason, err error) {
 		f.leased = false
 	}
 	l := f.lp.l
+	if f.ct != 0 {
+		l.srv.flows.Remove(f.ct)
+		f.ct = 0
+	}
 	f.lp.unlink(f)
 	l.m.active.Add(-1)
 	l.m.closed[why].Inc()
-	if why > closeReset && why != closeShutdown && l.srv.log.Enabled(context.Background(), slog.LevelDebug) {
+	if why != closeDone && why != closeShutdown && l.srv.log.Enabled(context.Background(), slog.LevelDebug) {
 		l.srv.log.Debug("tcp connection closed", "listener", l.cfg.Name, "reason", why.String(), "error", err)
 	}
 }
@@ -451,9 +553,7 @@ func (f *flow) connect(pool *lb.Pool) {
 	var key lb.Key
 	switch pool.HashKey().Source {
 	case lb.HashClientIP:
-		if c := f.client.c; c != nil {
-			key.Hash = hashAddr(c.RemoteAddr())
-		}
+		key.Hash = hashAddr(f.peer.Addr())
 	case lb.HashSNI:
 		if f.sni != "" {
 			key.Hash = lb.HashString(f.sni)
@@ -461,21 +561,33 @@ func (f *flow) connect(pool *lb.Pool) {
 	}
 	f.state = stateDialing
 	f.dialBy = nanotime() + l.dialBudget
+	l.srv.flows.SetState(f.ct, conntrack.StateConnecting)
 	l.srv.dials.Add(1)
 	go l.srv.dial(f, f.lp.el, pool, key, l.cfg.ConnectTimeout, *l.cfg.ConnectRetries, &l.m)
 }
 
-// hashAddr hashes the IP of a TCP address for lb.Key: the 4-byte form of an
-// IPv4 address, so that a v4-mapped IPv6 client hashes alike.
-func hashAddr(a net.Addr) uint64 {
-	ta, ok := a.(*net.TCPAddr)
-	if !ok {
-		return 0
+// hashAddr hashes an IP address for lb.Key: the 4-byte form of an IPv4
+// address, so that a v4-mapped IPv6 client hashes alike; 0 (no key) for
+// the zero Addr.
+func hashAddr(a netip.Addr) uint64 {
+	a = a.Unmap()
+	switch {
+	case a.Is4():
+		b := a.As4()
+		return lb.Hash(b[:])
+	case a.Is6():
+		b := a.As16()
+		return lb.Hash(b[:])
 	}
-	if ip4 := ta.IP.To4(); ip4 != nil {
-		return lb.Hash(ip4)
+	return 0
+}
+
+// addrPort converts a gnet address.
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort()
 	}
-	return lb.Hash(ta.IP)
+	return netip.AddrPort{}
 }
 
 // dial picks a backend and connects to it, trying others after a failure,
@@ -497,6 +609,7 @@ func (s *Server) dial(f *flow, el gnet.EventLoop, pool *lb.Pool, key lb.Key, tim
 		if derr != nil {
 			lease.Release(lb.Failure)
 			m.connectErrors.Inc()
+			s.flows.ConnectError(s.backendID(pool.Name, lease.Backend))
 			why, err = closeConnectFailed, fmt.Errorf("dial backend %s: %w", lease.Name, derr)
 			if s.ctx.Err() != nil {
 				break
@@ -504,7 +617,8 @@ func (s *Server) dial(f *flow, el gnet.EventLoop, pool *lb.Pool, key lb.Key, tim
 			continue
 		}
 		tc := nc.(*net.TCPConn)
-		task := gnet.RunnableFunc(func(context.Context) error { f.dialed(lease, tc); return nil })
+		bid := s.backendID(pool.Name, lease.Backend)
+		task := gnet.RunnableFunc(func(context.Context) error { f.dialed(lease, bid, tc); return nil })
 		if el.Execute(context.Background(), task) != nil {
 			nc.Close()
 			lease.Release(lb.Canceled)
@@ -545,13 +659,14 @@ func backendBit(b *lb.Backend) uint64 {
 }
 
 // dialed runs on the loop with a connected backend socket.
-func (f *flow) dialed(lease lb.Lease, nc *net.TCPConn) {
+func (f *flow) dialed(lease lb.Lease, bid conntrack.BackendID, nc *net.TCPConn) {
 	if f.state != stateDialing {
 		nc.Close()
 		lease.Release(lb.Canceled)
 		return
 	}
 	f.lease, f.leased = lease, true
+	f.lp.l.srv.flows.SetBackend(f.ct, bid)
 	if _, err := f.lp.el.Enroll(gnet.NewContext(context.Background(), &f.backend), nc); err != nil {
 		nc.Close()
 		f.end(nil, closeShutdown, err)
@@ -566,15 +681,20 @@ func (f *flow) dialed(lease lb.Lease, nc *net.TCPConn) {
 type loop struct {
 	l      *listener
 	el     gnet.EventLoop
-	parser HelloParser
-	now    int64 // coarse clock: nanotime at the last sweep or accept
-	head   *flow
+	shard  int // the loop's shard of the flow table
+	chunks chunkPool
+	// scratch is a read buffer for draining parked sockets; made on first
+	// use.
+	scratch []byte
+	parser  HelloParser
+	now     int64 // nanotime at the last sweep, accept or read
+	head    *flow
 
 	sweepTask gnet.Runnable
 }
 
 func newLoop(l *listener, el gnet.EventLoop) *loop {
-	lp := &loop{l: l, el: el, now: nanotime()}
+	lp := &loop{l: l, el: el, now: nanotime(), shard: int(l.srv.nextShard.Add(1) - 1)}
 	lp.sweepTask = gnet.RunnableFunc(func(context.Context) error { lp.sweep(); return nil })
 	return lp
 }
@@ -607,13 +727,13 @@ func (lp *loop) sweep() {
 	for f := lp.head; f != nil; {
 		next := f.next
 		switch {
-		case f.state == stateHello && now-f.start > l.hello:
+		case (f.state == stateHello || f.state == stateProxy) && now-f.start > l.hello:
 			f.end(nil, closeHelloTimeout, ErrHelloTimeout)
 		case f.state == stateDialing && now > f.dialBy:
 			f.end(nil, closeEnrollTimeout, ErrConnectTimeout)
 		case l.lifetime > 0 && now-f.start > l.lifetime:
 			f.end(nil, closeLifetime, nil)
-		case l.idle > 0 && now-f.last > l.idle:
+		case l.idle > 0 && now-f.last > l.idle && f.state != stateSpliced:
 			f.end(nil, closeIdle, nil)
 		case f.client.enrolling && now > f.client.enrollBy, f.backend.enrolling && now > f.backend.enrollBy:
 			f.end(nil, closeEnrollTimeout, ErrEnrollTimeout)
@@ -638,18 +758,94 @@ func (l *listener) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	lp := l.loopFor(c.EventLoop())
 	lp.now = nanotime()
+	peer := addrPort(c.RemoteAddr())
+	id, err := l.srv.flows.Insert(lp.shard, conntrack.Flow{Listener: l.ctID, Client: peer})
+	if err != nil {
+		l.m.closed[closeRefused].Inc()
+		return nil, gnet.Close
+	}
 	f := newFlow(lp, c)
+	f.ct, f.peer = id, peer
 	c.SetContext(&f.client)
 	lp.link(f)
 	l.m.accepted.Inc()
 	l.m.active.Add(1)
-	routes := l.srv.snap.Load().routes[l.idx]
-	if routes.tls() {
-		f.state, f.routes = stateHello, routes
+	f.routes = l.srv.snap.Load().routes[l.idx]
+	switch {
+	case l.acceptProxy == nil:
+	case l.acceptProxy.Trusts(peer.Addr()):
+		f.state = stateProxy
 		return nil, gnet.None
+	default:
+		f.proxyOK = false
 	}
-	f.connect(routes.pool)
-	return nil, gnet.None
+	return nil, f.route(c)
+}
+
+// route starts a flow whose PROXY header, if any, is done: it waits for the
+// ClientHello, or dials the listener's pool.
+func (f *flow) route(c gnet.Conn) gnet.Action {
+	if f.routes.tls() {
+		f.state = stateHello
+		if c.InboundBuffered() > 0 {
+			return f.onHello(c)
+		}
+		return gnet.None
+	}
+	pool := f.routes.pool
+	f.routes = nil
+	f.connect(pool)
+	if c.InboundBuffered() > 0 {
+		// Bytes after a PROXY header: gnet calls OnTraffic again only when
+		// more arrive, so take them now; they wait for the backend.
+		data, _ := c.Next(-1)
+		f.lp.l.m.bytesIn.Add(len(data))
+		f.lp.l.srv.flows.AddBytes(f.ct, len(data), 0)
+		_ = f.backend.send(data)
+	}
+	return gnet.None
+}
+
+// onProxy reads the PROXY protocol header a trusted peer must send first.
+func (f *flow) onProxy(c gnet.Conn) gnet.Action {
+	buf, _ := c.Peek(-1)
+	l := f.lp.l
+	h, need, err := l.acceptProxy.Check(f.peer.Addr(), buf)
+	if err != nil {
+		f.end(c, closeBadProxy, err)
+		return gnet.Close
+	}
+	if need > 0 {
+		return gnet.None
+	}
+	c.Discard(h.Len)
+	if h.Src.IsValid() {
+		if err := l.srv.flows.SetClient(f.ct, h.Src); err != nil {
+			f.end(c, closeRefused, err)
+			return gnet.Close
+		}
+		f.peer = h.Src
+	}
+	f.proxyOK = true
+	return f.route(c)
+}
+
+// checkProxy holds the first bytes of an untrusted peer of a listener that
+// accepts PROXY headers until they cannot start one: such a peer must not
+// pose as the load balancer. It reports whether forwarding may go on; when
+// not, action says what to return.
+func (f *flow) checkProxy(c gnet.Conn) (ok bool, action gnet.Action) {
+	buf, _ := c.Peek(-1)
+	_, need, err := f.lp.l.acceptProxy.Check(f.peer.Addr(), buf)
+	switch {
+	case err != nil:
+		f.end(c, closeBadProxy, err)
+		return false, gnet.Close
+	case need > 0:
+		return false, gnet.None // gnet keeps the bytes
+	}
+	f.proxyOK = true
+	return true, gnet.None
 }
 
 // OnTraffic moves what a socket sent to the other one.
@@ -659,18 +855,30 @@ func (l *listener) OnTraffic(c gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	f := g.f
-	if f.state == stateHello {
+	switch {
+	case f.state == stateProxy:
+		return f.onProxy(c)
+	case f.state == stateHello:
 		return f.onHello(c)
+	case !f.proxyOK && g == &f.client:
+		if ok, action := f.checkProxy(c); !ok {
+			return action
+		}
 	}
 	buf, _ := c.Next(-1)
 	if len(buf) == 0 {
 		return gnet.None
 	}
+	// One clock read per read of up to 64 KiB: the idle timeout is never
+	// early.
+	f.lp.now = nanotime()
 	f.last = f.lp.now
 	if g == &f.client {
 		l.m.bytesIn.Add(len(buf))
+		l.srv.flows.AddBytes(f.ct, len(buf), 0)
 	} else {
 		l.m.bytesOut.Add(len(buf))
+		l.srv.flows.AddBytes(f.ct, 0, len(buf))
 	}
 	p := g.peer
 	if p.shut {
@@ -684,7 +892,7 @@ func (l *listener) OnTraffic(c gnet.Conn) gnet.Action {
 	}
 	if q := p.queued(); q > l.cfg.HighWater {
 		if q+g.queued() > l.cfg.MaxFlowBuffer {
-			l.srv.log.Warn("tcp connection over max_flow_buffer: closed", "listener", l.cfg.Name, "queued", q+g.queued())
+			l.warn("tcp connection over max_flow_buffer: closed", "queued", q+g.queued())
 			f.end(c, closeBufferCap, nil)
 			return gnet.Close
 		}
@@ -692,7 +900,83 @@ func (l *listener) OnTraffic(c gnet.Conn) gnet.Action {
 			return gnet.Close
 		}
 	}
+	if p.eof && g.shut && p.queued() == 0 && !p.waiting && p.conn != nil {
+		return f.splice(g)
+	}
 	return gnet.None
+}
+
+// splice hands the rest of the flow to a goroutine: g, the current conn of
+// OnTraffic, is the only side still sending, and everything for its peer
+// has been written. The caller returns the result.
+func (f *flow) splice(g *leg) gnet.Action {
+	if err := g.own(); err != nil {
+		return gnet.None // the event loop carries on
+	}
+	g.c = nil
+	f.state = stateSpliced
+	f.spliceOut = g == &f.backend
+	f.lp.l.m.splices.Inc()
+	srv := f.lp.l.srv
+	srv.dials.Add(1)
+	go srv.splice(f, f.lp.el, g.peer.conn, g.conn, time.Duration(f.lp.l.idle))
+	return gnet.Close
+}
+
+// spliceStep is how many bytes a spliced flow must move within the idle
+// timeout for it to count as active.
+const spliceStep = 1 << 20
+
+// splice moves what src sends to dst until src's EOF, then passes the EOF
+// on and tells f's loop. Closing either conn ends it early; so does idle
+// (0: none), when a step of spliceStep bytes takes longer.
+func (s *Server) splice(f *flow, el gnet.EventLoop, dst, src *net.TCPConn, idle time.Duration) {
+	defer s.dials.Done()
+	var n int64
+	var err error
+	for {
+		if idle > 0 {
+			deadline := time.Now().Add(idle)
+			src.SetReadDeadline(deadline)
+			dst.SetWriteDeadline(deadline)
+		}
+		var m int64
+		m, err = dst.ReadFrom(&io.LimitedReader{R: src, N: spliceStep})
+		n += m
+		if err != nil || m < spliceStep {
+			break
+		}
+	}
+	if err == nil {
+		err = dst.CloseWrite()
+	}
+	_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		f.spliced(n, err)
+		return nil
+	}))
+}
+
+// spliced ends a spliced flow on its loop.
+func (f *flow) spliced(n int64, err error) {
+	if f.state != stateSpliced {
+		return // cut meanwhile
+	}
+	l := f.lp.l
+	if f.spliceOut {
+		l.m.bytesOut.Add(int(n))
+		l.srv.flows.AddBytes(f.ct, 0, int(n))
+	} else {
+		l.m.bytesIn.Add(int(n))
+		l.srv.flows.AddBytes(f.ct, int(n), 0)
+	}
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		f.end(nil, closeIdle, nil)
+	case err != nil:
+		f.end(nil, closeReset, err)
+	default:
+		f.end(nil, closeDone, nil)
+	}
 }
 
 // onHello reads the ClientHello of a TLS passthrough flow without consuming
@@ -714,8 +998,10 @@ func (f *flow) onHello(c gnet.Conn) gnet.Action {
 	}
 	f.sni = h.ServerName
 	f.routes = nil
+	f.proxyOK = true // a ClientHello is not a PROXY header
 	data, _ := c.Next(-1)
 	f.lp.l.m.bytesIn.Add(len(data))
+	f.lp.l.srv.flows.AddBytes(f.ct, len(data), 0)
 	f.last = f.lp.now
 	_ = f.backend.send(data) // held until the backend is connected
 	f.connect(pool)
@@ -731,7 +1017,7 @@ func (l *listener) OnClose(c gnet.Conn, err error) gnet.Action {
 		return gnet.None
 	}
 	f := g.f
-	if err != nil && errors.Is(err, io.EOF) && f.state != stateHello {
+	if err != nil && errors.Is(err, io.EOF) && f.state >= stateDialing {
 		// Half-close. gnet closes its descriptor after OnClose returns;
 		// a dup keeps the socket for the bytes still to write to it.
 		if !g.peer.eof || g.queued() > 0 {
@@ -745,6 +1031,9 @@ func (l *listener) OnClose(c gnet.Conn, err error) gnet.Action {
 		g.eof = true
 		g.peer.closeWrite()
 		f.maybeDone()
+		if f.state == stateOpen {
+			f.setOpenState()
+		}
 		return gnet.None
 	}
 	g.c = nil
@@ -754,6 +1043,8 @@ func (l *listener) OnClose(c gnet.Conn, err error) gnet.Action {
 		why = closeShutdown
 	case f.state == stateHello:
 		why = closeBadHello
+	case f.state == stateProxy:
+		why = closeBadProxy
 	}
 	f.end(nil, why, err)
 	return gnet.None
@@ -766,9 +1057,3 @@ var clockBase = time.Now()
 func nanotime() int64 { return int64(time.Since(clockBase)) }
 
 func numCPU() int { return runtime.NumCPU() }
-
-func dbg(format string, args ...any) {
-	if os.Getenv("L4_DBG") != "" {
-		fmt.Fprintf(os.Stderr, format+"\n", args...)
-	}
-}

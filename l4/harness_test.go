@@ -35,8 +35,14 @@ func testListener(mod func(*ListenerConfig)) ListenerConfig {
 // newTestPool builds a pool over addrs.
 func newTestPool(t testing.TB, name, policy string, addrs ...string) *lb.Pool {
 	t.Helper()
-	pc := lb.PoolConfig{Policy: policy}
-	if policy == lb.PolicyMaglev {
+	return newTestPoolConfig(t, name, lb.PoolConfig{Policy: policy}, addrs...)
+}
+
+// newTestPoolConfig builds a pool from pc over addrs; maglev hashes the
+// client IP.
+func newTestPoolConfig(t testing.TB, name string, pc lb.PoolConfig, addrs ...string) *lb.Pool {
+	t.Helper()
+	if pc.Policy == lb.PolicyMaglev {
 		pc.HashKey = "client_ip"
 	}
 	for i, a := range addrs {

@@ -23,12 +23,15 @@ const (
 	closeBufferCap                        // max_flow_buffer: the last-resort cap
 	closeEnrollTimeout                    // a socket handed to the loop never opened
 	closeShutdown                         // the server stopped
+	closeRefused                          // max_flows or max_flows_per_client
+	closeBadProxy                         // a bad PROXY header, or one from an untrusted peer
 	numCloseReasons
 )
 
 var closeReasonNames = [numCloseReasons]string{
 	"done", "reset", "no_route", "bad_hello", "hello_timeout", "no_backend",
 	"connect_failed", "idle_timeout", "max_lifetime", "buffer_cap", "enroll_timeout", "shutdown",
+	"refused", "bad_proxy",
 }
 
 func (r closeReason) String() string { return closeReasonNames[r] }
@@ -42,6 +45,7 @@ type listenerMetrics struct {
 	bytesOut      *metrics.Counter // backend to client
 	connectErrors *metrics.Counter
 	parks         *metrics.Counter
+	splices       *metrics.Counter
 	closed        [numCloseReasons]*metrics.Counter
 }
 
@@ -53,6 +57,7 @@ func (m *listenerMetrics) init(set *metrics.Set, name string) {
 		bytesOut:      set.GetOrCreateCounter(`portico_l4_bytes_total{` + q + `,direction="backend_to_client"}`),
 		connectErrors: set.GetOrCreateCounter(`portico_l4_connect_errors_total{` + q + `}`),
 		parks:         set.GetOrCreateCounter(`portico_l4_backpressure_pauses_total{` + q + `}`),
+		splices:       set.GetOrCreateCounter(`portico_l4_splices_total{` + q + `}`),
 	}
 	for r := range numCloseReasons {
 		m.closed[r] = set.GetOrCreateCounter(`portico_l4_flows_closed_total{` + q + `,reason="` + r.String() + `"}`)

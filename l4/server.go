@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
+	"portico/conntrack"
 	"portico/lb"
 )
 
@@ -28,6 +30,12 @@ type Server struct {
 	snap atomic.Pointer[snapshot]
 
 	listeners []*listener
+
+	// flows is the table of live flows: limits at accept, per-backend
+	// counts, the admin snapshot. Each event loop owns one shard.
+	flows      *conntrack.Table
+	nextShard  atomic.Int32
+	backendIDs sync.Map // *lb.Backend -> conntrack.BackendID
 
 	// ctx ends at Shutdown; it cancels dials in progress.
 	ctx    context.Context
@@ -78,14 +86,44 @@ func New(cfg Config, pools map[string]*lb.Pool, log *slog.Logger, set *metrics.S
 		set = metrics.NewSet()
 	}
 	s := &Server{log: log, set: set}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.Swap(&cfg, pools); err != nil {
 		return nil, err
 	}
+	shards := 0
 	for i, lc := range cfg.Listeners {
-		s.listeners = append(s.listeners, newListener(s, i, lc))
+		l, err := newListener(s, i, lc)
+		if err != nil {
+			return nil, err
+		}
+		s.listeners = append(s.listeners, l)
+		shards += l.loops
 	}
+	table, err := conntrack.New(conntrack.WithShards(min(max(shards, 1), conntrack.MaxShards)), conntrack.WithMetrics(set))
+	if err != nil {
+		return nil, fmt.Errorf("tcp: cannot build the flow table: %w", err)
+	}
+	s.flows = table
+	for _, l := range s.listeners {
+		lc := l.cfg
+		if l.ctID, err = table.AddListener(lc.Name, conntrack.ListenerConfig{MaxFlows: lc.MaxFlows, MaxFlowsPerClient: lc.MaxFlowsPerClient}); err != nil {
+			return nil, fmt.Errorf("tcp listener %q: %w", lc.Name, err)
+		}
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
+}
+
+// Flows is the table of live flows, for the admin API: Snapshot, counts.
+func (s *Server) Flows() *conntrack.Table { return s.flows }
+
+// backendID returns the flow table's ID of a pool's backend.
+func (s *Server) backendID(pool string, b *lb.Backend) conntrack.BackendID {
+	if id, ok := s.backendIDs.Load(b); ok {
+		return id.(conntrack.BackendID)
+	}
+	id := s.flows.Backend(pool, b.Name)
+	s.backendIDs.Store(b, id)
+	return id
 }
 
 // Swap makes cfg's routes and pools live for new connections; flows in
@@ -198,6 +236,10 @@ type listener struct {
 	cfg   ListenerConfig
 	loops int
 	m     listenerMetrics
+	ctID  conntrack.ListenerID
+
+	sendProxy   ProxyVersion // 0: none
+	acceptProxy *ProxyPolicy // nil: headers accepted from no one
 
 	// Durations in nanoseconds, for the sweep.
 	idle, lifetime, hello, dialBudget int64
@@ -209,12 +251,14 @@ type listener struct {
 	done  chan error    // gnet.Run's result
 	hold  int           // a socket holding the port until ready; -1: none
 
+	lastWarn atomic.Int64 // nanotime of the last warning logged
+
 	loopsMu sync.Mutex
 	loopSet map[gnet.EventLoop]*loop
 	loopArr atomic.Pointer[[]*loop]
 }
 
-func newListener(s *Server, idx int, lc ListenerConfig) *listener {
+func newListener(s *Server, idx int, lc ListenerConfig) (*listener, error) {
 	l := &listener{srv: s, idx: idx, cfg: lc, loops: lc.Loops, hold: -1,
 		ready: make(chan struct{}), done: make(chan error, 1), loopSet: map[gnet.EventLoop]*loop{}}
 	if l.loops <= 0 {
@@ -228,7 +272,23 @@ func newListener(s *Server, idx int, lc ListenerConfig) *listener {
 	l.dialBudget = int64(lc.ConnectTimeout)*int64(*lc.ConnectRetries+1) + int64(enrollTimeout)
 	l.sweepEvery = sweepInterval(lc)
 	l.m.init(s.set, lc.Name)
-	return l
+	switch lc.SendProxy {
+	case "v1":
+		l.sendProxy = ProxyV1
+	case "v2":
+		l.sendProxy = ProxyV2
+	}
+	if len(lc.AcceptProxyFrom) > 0 {
+		l.acceptProxy = &ProxyPolicy{}
+		for _, cidr := range lc.AcceptProxyFrom {
+			pfx, err := netip.ParsePrefix(cidr)
+			if err != nil {
+				return nil, fmt.Errorf("tcp listener %q: accept_proxy_from: %w", lc.Name, err)
+			}
+			l.acceptProxy.Trusted = append(l.acceptProxy.Trusted, pfx.Masked())
+		}
+	}
+	return l, nil
 }
 
 // enrollTimeout bounds the hand-over of a socket to an event loop (gnet's
@@ -347,6 +407,16 @@ func (l *listener) OnTick() (time.Duration, gnet.Action) {
 		}
 	}
 	return l.sweepEvery, gnet.None
+}
+
+// warn logs a warning about the listener's flows, at most one a second: a
+// storm of the same trouble is counted by the metrics, not logged in full.
+func (l *listener) warn(msg string, args ...any) {
+	now, last := nanotime(), l.lastWarn.Load()
+	if now-last < int64(time.Second) && last != 0 || !l.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	l.srv.log.Warn(msg, append([]any{"listener", l.cfg.Name}, args...)...)
 }
 
 // loopFor returns the state of the event loop el, creating it on first use.

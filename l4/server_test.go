@@ -127,3 +127,68 @@ func TestNoBackend(t *testing.T) {
 		return metricValue(set, `portico_l4_flows_closed_total{listener="test",reason="connect_failed"}`) == 1
 	})
 }
+
+// TestMaxFlows: connections over max_flows are refused at accept and
+// counted; the flow table lists the live ones.
+func TestMaxFlows(t *testing.T) {
+	be := newTCPServer(t, echo)
+	pools := map[string]*lb.Pool{"p": newTestPool(t, "p", "round_robin", be.addr())}
+	s, set, addrs := startProxy(t, pools, testListener(func(lc *ListenerConfig) { lc.MaxFlows = 2 }))
+	var open []*net.TCPConn
+	for range 2 {
+		c := dial(t, addrs[0])
+		c.Write([]byte("x"))
+		io.ReadFull(c, make([]byte, 1))
+		open = append(open, c)
+	}
+	if n := s.Flows().Len(); n != 2 {
+		t.Fatalf("flow table: got %d flows; want 2", n)
+	}
+	c := dial(t, addrs[0])
+	if n, _ := io.Copy(io.Discard, c); n != 0 {
+		t.Fatalf("third client: got %d bytes; want the connection closed", n)
+	}
+	if got := metricValue(set, `portico_l4_flows_closed_total{listener="test",reason="refused"}`); got != 1 {
+		t.Fatalf("refused: got %v; want 1", got)
+	}
+	open[0].Close()
+	waitFor(t, "a slot to free", func() bool { return s.Flows().Len() == 1 })
+	c = dial(t, addrs[0])
+	c.Write([]byte("y"))
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatalf("client after a close: %v", err)
+	}
+}
+
+// TestProxyProtocol: a trusted load balancer's PROXY header sets the client
+// address, which the backend then gets in portico's own header; an
+// untrusted peer that sends a header is closed.
+func TestProxyProtocol(t *testing.T) {
+	ln, backend := acceptOne(t)
+	pools := map[string]*lb.Pool{"p": newTestPool(t, "p", "round_robin", ln.Addr().String())}
+	_, set, addrs := startProxy(t, pools,
+		testListener(func(lc *ListenerConfig) {
+			lc.Name, lc.SendProxy, lc.AcceptProxyFrom = "trusting", "v1", []string{"127.0.0.0/8"}
+		}),
+		testListener(func(lc *ListenerConfig) {
+			lc.Name, lc.AcceptProxyFrom = "distrusting", []string{"10.0.0.0/8"}
+		}))
+	c := dial(t, addrs[0])
+	c.Write([]byte("PROXY TCP4 192.0.2.7 198.51.100.1 40000 443\r\nhello"))
+	b := recv(t, backend)
+	_, port, _ := net.SplitHostPort(addrs[0])
+	want := "PROXY TCP4 192.0.2.7 127.0.0.1 40000 " + port + "\r\nhello"
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(b, got); err != nil || string(got) != want {
+		t.Fatalf("backend got %q, %v; want %q", got, err, want)
+	}
+
+	u := dial(t, addrs[1])
+	u.Write([]byte("PROXY TCP4 192.0.2.7 198.51.100.1 40000 443\r\n"))
+	if n, _ := io.Copy(io.Discard, u); n != 0 {
+		t.Fatalf("untrusted header: got %d bytes; want the connection closed", n)
+	}
+	if got := metricValue(set, `portico_l4_flows_closed_total{listener="distrusting",reason="bad_proxy"}`); got != 1 {
+		t.Fatalf("bad_proxy: got %v; want 1", got)
+	}
+}

@@ -24,6 +24,8 @@ type Config struct {
 	Forwarded ForwardedConfig `toml:"forwarded"`
 	// AccessLog writes one line per request.
 	AccessLog AccessLogConfig `toml:"access_log"`
+	// Cache is the response cache the routes share (see cacheconfig.go).
+	Cache CacheConfig `toml:"cache"`
 }
 
 // ListenerConfig is one `[[http.listeners]]` entry.
@@ -130,6 +132,8 @@ type RouteConfig struct {
 	Redirect *RedirectConfig `toml:"redirect"`
 	// Headers edits request and response headers.
 	Headers HeadersConfig `toml:"headers"`
+	// Cache caches the route's responses (see cacheconfig.go).
+	Cache RouteCacheConfig `toml:"cache"`
 }
 
 // MatchConfig is a route's match; every field set must match.
@@ -242,7 +246,9 @@ func (c *Config) SetDefaults() {
 		if r.Redirect != nil && r.Redirect.Status == 0 {
 			r.Redirect.Status = 302
 		}
+		r.Cache.setDefaults()
 	}
+	c.Cache.setDefaults()
 	u := &c.Upstream
 	setDur(&u.ConnectTimeout, 2*time.Second)
 	setDur(&u.ResponseTimeout, 30*time.Second)
@@ -341,7 +347,9 @@ func (c *Config) Validate(path string, pools map[string]bool) error {
 		}
 		names[r.Name] = i
 		errs = append(errs, r.validate(p, pools)...)
+		errs = append(errs, r.Cache.validate(p+".cache", c.Cache.MaxBytes)...)
 	}
+	errs = append(errs, c.Cache.validate(path+".cache")...)
 	u := c.Upstream
 	up := path + ".upstream"
 	for _, d := range []struct {

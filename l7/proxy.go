@@ -26,6 +26,7 @@ type reqState struct {
 	requestID []byte
 	body      bodyReader
 	backend   string
+	cache     *cacheTx // from cacheLookup to cacheForward, on a miss
 }
 
 var statePool = sync.Pool{New: func() any { return &reqState{buf: make([]byte, 0, 256)} }}
@@ -36,7 +37,7 @@ func releaseState(st *reqState) {
 	st.up.Reset()
 	st.body = bodyReader{}
 	st.buf, st.ip, st.requestID = st.buf[:0], st.ip[:0], st.requestID[:0]
-	st.backend = ""
+	st.backend, st.cache = "", nil
 	statePool.Put(st)
 }
 
@@ -127,13 +128,21 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, l *listener) {
 		s.finish(ctx, l, rt.metrics, start, st)
 		return
 	}
+	if rt.cache != nil && s.cacheLookup(ctx, l, snap, rt, st) {
+		s.finish(ctx, l, rt.metrics, start, st)
+		return
+	}
 	s.prepare(ctx, l, snap, rt, st)
 	if isUpgrade(&ctx.Request.Header) {
 		s.tunnel(ctx, snap, rt, st)
 		s.finish(ctx, l, rt.metrics, start, st)
 		return
 	}
-	s.forward(ctx, l, snap, rt, st)
+	if rt.cache != nil {
+		s.cacheForward(ctx, l, snap, rt, st)
+	} else {
+		s.forward(ctx, l, snap, rt, st)
+	}
 	s.finish(ctx, l, rt.metrics, start, st)
 }
 
@@ -285,6 +294,9 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, l *listener, snap *snapshot, 
 		}
 		if err == nil {
 			st.backend = b.Name
+			if st.cache != nil {
+				s.cacheResponse(ctx, st)
+			}
 			s.finishResponse(ctx, l, rt, st)
 			return
 		}

@@ -41,6 +41,9 @@ type Server struct {
 	tunnels   sync.WaitGroup
 	closing   chan struct{} // closed when the drain window ends: cut tunnels
 	closeOnce sync.Once
+
+	rcache serverCache    // the response cache (cachestage.go)
+	bg     sync.WaitGroup // background revalidations
 }
 
 // listener is one running fasthttp.Server and the settings its handler needs.
@@ -209,6 +212,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-tunnels
 	}
 	s.access.close()
+	s.bg.Wait()
+	s.closeCache()
 	s.clientsMu.Lock()
 	for _, c := range s.clients {
 		c.CloseIdleConnections()

@@ -39,6 +39,7 @@ type route struct {
 	reqOps   headerOps
 	respOps  headerOps
 	metrics  *routeMetrics
+	cache    *routeCache // nil: not cached
 }
 
 // pool pairs an lb.Pool with one HostClient per backend.
@@ -137,6 +138,9 @@ func (s *Server) buildSnapshot(cfg *Config, pools map[string]*lb.Pool) (*snapsho
 		}
 		if rt.respOps, err = compileOps(h.ResponseSet, h.ResponseAdd, h.ResponseRemove); err != nil {
 			return nil, fmt.Errorf("routes[%d].headers: %w", i, err)
+		}
+		if rt.cache, err = s.buildRouteCache(cfg, &rc.Cache); err != nil {
+			return nil, fmt.Errorf("routes[%d].cache: %w", i, err)
 		}
 		snap.router.routes = append(snap.router.routes, rt)
 	}

@@ -17,6 +17,8 @@ command -v go >/dev/null 2>&1 || { log "go is not installed; see README.md"; exi
 # installed with apt-get when its command is missing and we are root.
 needs=(
   "gcc:gcc"   # cgo, which the race detector needs
+  "redis-server:redis-server"   # l4 TestRedis (with redis-benchmark, from redis-tools)
+  "psql:postgresql"             # l4 TestPostgres (initdb and pg_ctl under /usr/lib/postgresql)
 )
 missing=()
 for pair in "${needs[@]}"; do

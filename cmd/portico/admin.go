@@ -12,13 +12,19 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 )
 
-// admin serves /metrics (Prometheus text format) and /healthz.
+// admin serves /metrics (Prometheus text format), /healthz and
+// POST /cache/purge.
 type admin struct {
 	srv *http.Server
 	ln  net.Listener
 }
 
-func startAdmin(addr string, set *metrics.Set, log *slog.Logger) (*admin, error) {
+// purger is the part of *l7.Server the purge route uses.
+type purger interface {
+	Purge(key, prefix string, all bool) int
+}
+
+func startAdmin(addr string, set *metrics.Set, log *slog.Logger, cache purger) (*admin, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin.address: cannot listen on %s: %w", addr, err)
@@ -31,6 +37,19 @@ func startAdmin(addr string, set *metrics.Set, log *slog.Logger) (*admin, error)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
+	})
+	// ?key=URL purges one key (as the route's key parts spell it, e.g.
+	// http://example.com/a?b), ?prefix=P every key starting with P, ?all=1
+	// everything; the answer is {"purged":N}.
+	mux.HandleFunc("POST /cache/purge", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		key, prefix, all := q.Get("key"), q.Get("prefix"), q.Get("all") == "1"
+		if key == "" && prefix == "" && !all || cache == nil {
+			http.Error(w, "want one of key=, prefix= or all=1", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, "{\"purged\":%d}\n", cache.Purge(key, prefix, all))
 	})
 	a := &admin{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}
 	go a.srv.Serve(ln)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"portico/l4"
 	"portico/l7"
 	"portico/lb"
 )
@@ -27,6 +28,8 @@ type Config struct {
 	Shutdown ShutdownConfig `toml:"shutdown"`
 	// HTTP is the L7 path.
 	HTTP l7.Config `toml:"http"`
+	// TCP is the L4 path: TCP proxying and TLS passthrough.
+	TCP l4.Config `toml:"tcp"`
 	// Pools are the backend pools that routes and listeners refer to.
 	Pools map[string]lb.PoolConfig `toml:"pools"`
 	// Demo starts built-in backends for trying portico out. Absent: none.
@@ -74,6 +77,7 @@ func (c *Config) setDefaults() {
 		c.Pools[name] = p
 	}
 	c.HTTP.SetDefaults()
+	c.TCP.SetDefaults()
 	if c.Demo != nil {
 		c.Demo.setDefaults()
 	}
@@ -104,6 +108,9 @@ func (c *Config) validate() error {
 		}
 	}
 	if err := c.HTTP.Validate("http", defined); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.TCP.Validate("tcp", defined); err != nil {
 		errs = append(errs, err)
 	}
 	if c.Demo != nil {
