@@ -284,13 +284,18 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, l *listener, snap *snapshot, 
 		}
 		tried |= backendBit(b.Backend)
 		err = p.clients[b.Index].Do(&st.up, &ctx.Response)
+		outcome := lb.Canceled
 		switch {
 		case err == nil && ctx.Response.StatusCode() < 500:
-			b.Release(lb.Success)
+			outcome = lb.Success
 		case err == nil, st.body.clientErr == nil && !errors.Is(err, errBodyTooLarge) && !errors.Is(err, fasthttp.ErrNoFreeConns):
-			b.Release(lb.Failure) // counts toward the pool's passive checks
-		default:
-			b.Release(lb.Canceled)
+			outcome = lb.Failure // counts toward the pool's passive checks
+		}
+		if err == nil && ctx.Response.IsBodyStream() {
+			// The work is in flight until the body has gone to the client.
+			releaseAfterResponse(ctx, b, outcome)
+		} else {
+			b.Release(outcome)
 		}
 		if err == nil {
 			st.backend = b.Name

@@ -106,6 +106,9 @@ func serveOne(b *testing.B, s *Server, l *listener, ctx *fasthttp.RequestCtx, bw
 	}
 	_ = bw.Flush()
 	ctx.Response.Reset()
+	// What the listener does after writing: close the request's io.Closer
+	// user values (the held backend lease).
+	ctx.Request.ResetUserValues()
 }
 
 // BenchmarkServe is the proxy's handler for a plain GET: route, build the
