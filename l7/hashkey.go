@@ -56,3 +56,35 @@ func remoteAddrPort(ctx *fasthttp.RequestCtx) (netip.AddrPort, bool) {
 	}
 	return netip.AddrPort{}, false
 }
+
+// stickyHash is requestHash, except that a pool keyed on a cookie the client
+// does not have yet issues one: a fresh value is hashed for this pick and
+// kept in st.sticky for setStickyCookie, so the client's next requests carry
+// it and land on the same backend (HAProxy's "cookie ... insert"). Use a
+// cookie name of the proxy's own: a cookie the application sets itself
+// changes the hash after the first request.
+func (s *Server) stickyHash(ctx *fasthttp.RequestCtx, k lb.HashKey, st *reqState) uint64 {
+	h := requestHash(ctx, k)
+	if h != 0 || k.Source != lb.HashCookie {
+		return h
+	}
+	st.sticky = s.ids.append(st.sticky[:0])
+	return lb.Hash(st.sticky)
+}
+
+// setStickyCookie adds the Set-Cookie that pins a client to its backend,
+// unless the backend's response already sets that cookie.
+func setStickyCookie(h *fasthttp.ResponseHeader, name string, value []byte, secure bool) {
+	if len(h.PeekCookie(name)) > 0 {
+		return
+	}
+	c := fasthttp.AcquireCookie()
+	defer fasthttp.ReleaseCookie(c)
+	c.SetKey(name)
+	c.SetValueBytes(value)
+	c.SetPath("/")
+	c.SetHTTPOnly(true)
+	c.SetSameSite(fasthttp.CookieSameSiteLaxMode)
+	c.SetSecure(secure)
+	h.SetCookie(c)
+}

@@ -76,3 +76,70 @@ address = %q
 		})
 	}
 }
+
+// TestStickyCookieIssued: a pool keyed on cookie:NAME issues the cookie to a
+// client that has none, and the client's next requests, carrying it, stay on
+// the backend that served the first.
+func TestStickyCookieIssued(t *testing.T) {
+	name := func(n string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, n) })
+	}
+	a := startBackend(t, name("a"))
+	b := startBackend(t, name("b"))
+	c := startBackend(t, name("c"))
+	s := startProxy(t, fmt.Sprintf(`
+[http]
+[[http.listeners]]
+address = "127.0.0.1:0"
+[[http.routes]]
+pool = "web"
+[pools.web]
+policy = "ring_hash"
+hash_key = "cookie:portico_sticky"
+[[pools.web.backends]]
+address = %q
+[[pools.web.backends]]
+address = %q
+[[pools.web.backends]]
+address = %q
+`, a, b, c))
+	seen := map[string]bool{}
+	for i := 0; i < 12; i++ {
+		client := &http.Client{Timeout: 10 * time.Second}
+		resp, err := client.Get("http://" + s.addr() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var cookie *http.Cookie
+		for _, ck := range resp.Cookies() {
+			if ck.Name == "portico_sticky" {
+				cookie = ck
+			}
+		}
+		if cookie == nil || len(cookie.Value) != 32 || !cookie.HttpOnly || cookie.Path != "/" {
+			t.Fatalf("Set-Cookie: got %v; want portico_sticky=<32 hex>; Path=/; HttpOnly", resp.Header.Values("Set-Cookie"))
+		}
+		seen[string(first)] = true
+		for j := 0; j < 3; j++ {
+			req, _ := http.NewRequest("GET", "http://"+s.addr()+"/", nil)
+			req.AddCookie(cookie)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(body) != string(first) {
+				t.Fatalf("client %d: got backend %q; want %q, the one that issued its cookie", i, body, first)
+			}
+			if got := resp.Header.Values("Set-Cookie"); len(got) != 0 {
+				t.Errorf("a client with the cookie got Set-Cookie %v; want none", got)
+			}
+		}
+	}
+	if len(seen) < 2 {
+		t.Errorf("12 new clients all went to %v; want them spread", seen)
+	}
+}

@@ -27,6 +27,7 @@ type reqState struct {
 	body      bodyReader
 	backend   string
 	cache     *cacheTx // from cacheLookup to cacheForward, on a miss
+	sticky    []byte   // a sticky-session cookie value issued to this client
 }
 
 var statePool = sync.Pool{New: func() any { return &reqState{buf: make([]byte, 0, 256)} }}
@@ -36,7 +37,7 @@ func acquireState() *reqState { return statePool.Get().(*reqState) }
 func releaseState(st *reqState) {
 	st.up.Reset()
 	st.body = bodyReader{}
-	st.buf, st.ip, st.requestID = st.buf[:0], st.ip[:0], st.requestID[:0]
+	st.buf, st.ip, st.requestID, st.sticky = st.buf[:0], st.ip[:0], st.requestID[:0], st.sticky[:0]
 	st.backend, st.cache = "", nil
 	statePool.Put(st)
 }
@@ -275,7 +276,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, l *listener, snap *snapshot, 
 	if cl := ctx.Request.Header.ContentLength(); cl > 0 {
 		st.body.length = int64(cl)
 	}
-	hash := requestHash(ctx, p.HashKey())
+	hash := s.stickyHash(ctx, p.HashKey(), st)
 	for attempt := 0; attempt <= snap.retries; attempt++ {
 		b, err := p.pickUntried(hash, attempt, tried)
 		if err != nil {
@@ -303,6 +304,9 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, l *listener, snap *snapshot, 
 				s.cacheResponse(ctx, st)
 			}
 			s.finishResponse(ctx, l, rt, st)
+			if len(st.sticky) > 0 {
+				setStickyCookie(&ctx.Response.Header, p.HashKey().Name, st.sticky, ctx.IsTLS())
+			}
 			return
 		}
 		if st.body.clientErr != nil || errors.Is(err, errBodyTooLarge) {
