@@ -14,16 +14,21 @@ fi
 command -v go >/dev/null 2>&1 || { log "go is not installed; see README.md"; exit 1; }
 
 # Debian packages the tests run for real, as "command:package" pairs. Each is
-# installed with apt-get when its command is missing and we are root.
+# installed with apt-get when its command is missing and we are root. A
+# command with a / is a path pattern (the PostgreSQL server's initdb is not on
+# PATH, and psql alone is only the client).
 needs=(
   "gcc:gcc"   # cgo, which the race detector needs
   "redis-server:redis-server"   # l4 TestRedis (with redis-benchmark, from redis-tools)
-  "psql:postgresql"             # l4 TestPostgres (initdb and pg_ctl under /usr/lib/postgresql)
+  "/usr/lib/postgresql/*/bin/initdb:postgresql"  # l4 TestPostgres (initdb, pg_ctl, postgres)
 )
 missing=()
 for pair in "${needs[@]}"; do
   cmd=${pair%%:*} pkg=${pair#*:}
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+  case $cmd in
+    */*) compgen -G "$cmd" >/dev/null || missing+=("$pkg") ;;
+    *) command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg") ;;
+  esac
 done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
