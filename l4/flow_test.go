@@ -401,19 +401,46 @@ func TestParkedSocketFinsCrossed(t *testing.T) {
 	_, set, addrs := startProxy(t, pools, testListener(smallMarks))
 	c := dial(t, addrs[0])
 	b := recv(t, backend)
-	const size = 16 << 20
-	up := writeAsync(c, 11, size, true) // then the client's FIN
+	// The client sends until the proxy pauses it, then whatever the
+	// buffers still take, then its FIN.
+	stop := make(chan struct{})
+	type sent struct {
+		n   int64
+		sum []byte
+	}
+	up := make(chan sent, 1)
+	go func() {
+		h := sha256.New()
+		st := newStream(11)
+		var n int64
+		for {
+			select {
+			case <-stop:
+				c.CloseWrite()
+				up <- sent{n, h.Sum(nil)}
+				return
+			default:
+			}
+			chunk := st.next(16 << 10)
+			m, _ := c.Write(chunk)
+			h.Write(chunk[:m])
+			n += int64(m)
+		}
+	}()
 	waitFor(t, "client paused", func() bool {
 		return metricValue(set, `portico_l4_backpressure_pauses_total{listener="test"}`) >= 1
 	})
+	c.SetWriteDeadline(time.Now().Add(200 * time.Millisecond)) // unblocks a full write
+	close(stop)
+	u := <-up
 	b.Write([]byte("bye"))
 	b.CloseWrite()
+	c.SetReadDeadline(time.Now().Add(testTimeout))
 	if got, err := io.ReadAll(c); err != nil || string(got) != "bye" {
 		t.Fatalf("client read: got %q, %v; want %q, EOF", got, err, "bye")
 	}
-	want := <-up // the client has sent everything, FIN included
 	r := readAll(b)
-	if r.n != size || !bytes.Equal(r.sum, want) {
-		t.Fatalf("backend got %d bytes (%v); want %d intact", r.n, r.err, size)
+	if r.n != u.n || !bytes.Equal(r.sum, u.sum) {
+		t.Fatalf("backend got %d bytes (%v); want %d intact", r.n, r.err, u.n)
 	}
 }
