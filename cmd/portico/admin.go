@@ -2,17 +2,21 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"portico/conntrack"
 )
 
-// admin serves /metrics (Prometheus text format), /healthz and
+// admin serves /metrics (Prometheus text format), /healthz, GET /flows and
 // POST /cache/purge.
 type admin struct {
 	srv *http.Server
@@ -24,7 +28,12 @@ type purger interface {
 	Purge(key, prefix string, all bool) int
 }
 
-func startAdmin(addr string, set *metrics.Set, log *slog.Logger, cache purger) (*admin, error) {
+// flowLister is the part of *conntrack.Table the flows route uses.
+type flowLister interface {
+	Snapshot(limit int) conntrack.Snapshot
+}
+
+func startAdmin(addr string, set *metrics.Set, log *slog.Logger, cache purger, flows flowLister) (*admin, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin.address: cannot listen on %s: %w", addr, err)
@@ -50,6 +59,23 @@ func startAdmin(addr string, set *metrics.Set, log *slog.Logger, cache purger) (
 		}
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, "{\"purged\":%d}\n", cache.Purge(key, prefix, all))
+	})
+	// The live L4 flows, oldest first, with per-listener and per-backend
+	// counts; ?limit=N (default 100, at most 10000) bounds the list.
+	mux.HandleFunc("GET /flows", func(w http.ResponseWriter, r *http.Request) {
+		limit := 100
+		if s := r.URL.Query().Get("limit"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 || n > 10000 {
+				http.Error(w, "limit: want 0 to 10000", http.StatusBadRequest)
+				return
+			}
+			limit = n
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(flows.Snapshot(limit))
 	})
 	a := &admin{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}
 	go a.srv.Serve(ln)

@@ -837,3 +837,59 @@ func TestBinaryShippedConfig(t *testing.T) {
 		t.Errorf("got log\n%s\nwant a line with msg=stopped", got)
 	}
 }
+
+// TestRunAdminFlows: GET /flows lists the live L4 flows with their listener,
+// and rejects a bad limit.
+func TestRunAdminFlows(t *testing.T) {
+	echo := freeAddr(t)
+	pc := startPortico(t, fmt.Sprintf(`
+[admin]
+address = "127.0.0.1:0"
+
+[demo]
+http = []
+tcp_echo = %q
+
+[pools.echo]
+  [[pools.echo.backends]]
+  address = %[1]q
+
+[[http.listeners]]
+address = "127.0.0.1:0"
+
+[[tcp.listeners]]
+name = "echo"
+address = "127.0.0.1:0"
+pool = "echo"
+`, echo))
+	c, err := net.DialTimeout("tcp", pc.p.tcp.Addrs()[0].String(), 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial tcp listener: %v", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "ping\n")
+	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "ping\n" {
+		t.Fatalf("echo through the tcp listener: got %q, %v; want %q", line, err, "ping\n")
+	}
+	status, _, body := pc.get(pc.adminURL("/flows?limit=10"))
+	if status != 200 {
+		t.Fatalf("GET /flows: got status %d; want 200; body %q", status, body)
+	}
+	var snap struct {
+		Active    int `json:"active"`
+		Listeners []struct {
+			Name   string `json:"name"`
+			Active int    `json:"active"`
+		} `json:"listeners"`
+	}
+	if err := json.Unmarshal([]byte(body), &snap); err != nil {
+		t.Fatalf("GET /flows: %v in %q", err, body)
+	}
+	if snap.Active != 1 || len(snap.Listeners) != 1 || snap.Listeners[0].Name != "echo" || snap.Listeners[0].Active != 1 {
+		t.Errorf("GET /flows: got %+v; want 1 active flow on listener echo", snap)
+	}
+	if status, _, _ := pc.get(pc.adminURL("/flows?limit=x")); status != 400 {
+		t.Errorf("GET /flows?limit=x: got status %d; want 400", status)
+	}
+}

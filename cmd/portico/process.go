@@ -97,7 +97,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (*process, error
 		return nil, err
 	}
 	if a := *cfg.Admin.Address; a != "" {
-		if p.admin, err = startAdmin(a, p.set, log, p.http); err != nil {
+		if p.admin, err = startAdmin(a, p.set, log, p.http, p.tcp.Flows()); err != nil {
 			p.stop(context.Background())
 			return nil, err
 		}
