@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -132,7 +133,29 @@ var parseErrorTexts = []struct{ text, reason string }{
 	{"request uri", reasonRequestLine},
 }
 
-// logUpstreamError logs a failed exchange with a backend once per request.
+// logUpstreamError logs a failed exchange with a backend, at most once a
+// second per backend; the line says how many were not logged since the last
+// one (the metrics count every one).
 func (s *Server) logUpstreamError(rt *route, b *lb.Backend, kind string, err error) {
-	s.log.Warn("upstream error", "route", rt.name, "pool", rt.pool.Name, "backend", b.Name, "kind", kind, "error", err)
+	if suppressed, ok := rt.pool.logs[b.Index].allow(time.Now()); ok {
+		s.log.Warn("upstream error", "route", rt.name, "pool", rt.pool.Name, "backend", b.Name, "kind", kind, "error", err, "suppressed", suppressed)
+	}
+}
+
+// logThrottle lets one log line through per second and counts the rest.
+type logThrottle struct {
+	next       atomic.Int64 // unix nanos before which lines are suppressed
+	suppressed atomic.Int64
+}
+
+// allow reports whether a line may be logged now and how many were
+// suppressed before it.
+func (l *logThrottle) allow(now time.Time) (suppressed int64, ok bool) {
+	n := now.UnixNano()
+	next := l.next.Load()
+	if n < next || !l.next.CompareAndSwap(next, n+int64(time.Second)) {
+		l.suppressed.Add(1)
+		return 0, false
+	}
+	return l.suppressed.Swap(0), true
 }

@@ -47,6 +47,7 @@ type pool struct {
 	*lb.Pool
 	clients []*fasthttp.HostClient
 	errors  [][numKinds]counter // per backend, per failure kind
+	logs    []logThrottle       // per backend: upstream errors logged at most once a second
 }
 
 type pathRewrite struct {
@@ -159,6 +160,7 @@ func (s *Server) buildPool(lp *lb.Pool, u *UpstreamConfig) *pool {
 			errs[k] = s.metrics.upstreamError(lp.Name, b.Name, kindNames[k])
 		}
 		p.errors = append(p.errors, errs)
+		p.logs = append(p.logs, logThrottle{})
 	}
 	return p
 }
