@@ -81,7 +81,8 @@ type ListenerConfig struct {
 
 	// SendProxy sends a PROXY protocol header to the backend before any
 	// byte of the client, so that it sees the client's address: "v1"
-	// (text), "v2" (binary) or "" (default: none).
+	// (text) or "v2" (binary), whatever the pool's own send_proxy says.
+	// "" (default): as the pool says (`[pools.NAME] send_proxy`).
 	SendProxy string `toml:"send_proxy"`
 	// AcceptProxyFrom lists the networks (CIDR, such as "10.0.0.0/8") of
 	// load balancers in front of portico that must send a PROXY protocol

@@ -13,13 +13,18 @@
 //     timeouts. The design and its reasons are at the top of that file.
 //   - sni.go: [HelloParser], the ClientHello parser (SNI, ALPN) over peeked
 //     bytes; the event loop never blocks on a slow hello.
-//   - proxyproto.go: PROXY protocol v1/v2, sent to backends and accepted
-//     from trusted load balancers.
+//   - proxyproto.go: PROXY protocol v1/v2, sent to backends (a pool's
+//     send_proxy, or the listener's, which wins) and accepted from trusted
+//     load balancers.
 //   - config.go: the `[tcp]` section.
 //
 // Backends are chosen by package lb (every policy, with the client IP or
 // the SNI as the hash key), and every flow is recorded in a conntrack.Table
 // (limits at accept, per-backend counts, the admin snapshot).
+//
+// [Server.Shutdown] drains: new connections are reset at accept at once,
+// flows in progress run until they end or its context is done, and then
+// the rest are cut.
 //
 // # Cost
 //

@@ -80,6 +80,9 @@ type flow struct {
 	ct      conntrack.ID   // in the server's flow table; 0 when not in it
 	peer    netip.AddrPort // the client: its socket's peer, or what its PROXY header says
 	proxyOK bool           // the first bytes have passed the PROXY policy
+	// sendProxy is the PROXY header to send the backend, set when a pool
+	// is chosen: the listener's send_proxy, else the pool's; 0: none.
+	sendProxy ProxyVersion
 	// spliceOut: the spliced direction is backend to client.
 	spliceOut bool
 	start     int64 // accept time, nanotime
@@ -429,7 +432,7 @@ func (g *leg) opened(c gnet.Conn) gnet.Action {
 	f.state = stateOpen
 	f.last = f.lp.now
 	f.setOpenState()
-	if v := f.lp.l.sendProxy; v != 0 {
+	if v := f.sendProxy; v != 0 {
 		// The header goes before the client's bytes held so far.
 		var q queue
 		q.push(&f.lp.chunks, AppendProxyHeader(make([]byte, 0, 64), v, f.peer, f.localAddr()))
@@ -541,6 +544,9 @@ func (f *flow) end(cur gnet.Conn, why closeReason, err error) {
 	}
 	f.lp.unlink(f)
 	l.m.active.Add(-1)
+	if l.srv.live.Add(-1) == 0 {
+		l.srv.checkDrained()
+	}
 	l.m.closed[why].Inc()
 	if why != closeDone && why != closeShutdown && l.srv.log.Enabled(context.Background(), slog.LevelDebug) {
 		l.srv.log.Debug("tcp connection closed", "listener", l.cfg.Name, "reason", why.String(), "error", err)
@@ -558,6 +564,10 @@ func (f *flow) connect(pool *lb.Pool) {
 		if f.sni != "" {
 			key.Hash = lb.HashString(f.sni)
 		}
+	}
+	f.sendProxy = l.sendProxy
+	if f.sendProxy == 0 {
+		f.sendProxy = proxyVersion(pool.SendProxy())
 	}
 	f.state = stateDialing
 	f.dialBy = nanotime() + l.dialBudget
@@ -756,6 +766,12 @@ func (l *listener) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if g, ok := c.Context().(*leg); ok {
 		return nil, g.opened(c)
 	}
+	if l.srv.draining.Load() {
+		// Shutdown drains: no new flow. The reset tells the client at once.
+		_ = unix.SetsockoptLinger(c.Fd(), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		l.m.closed[closeRefused].Inc()
+		return nil, gnet.Close
+	}
 	lp := l.loopFor(c.EventLoop())
 	lp.now = nanotime()
 	peer := addrPort(c.RemoteAddr())
@@ -768,6 +784,7 @@ func (l *listener) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	f.ct, f.peer = id, peer
 	c.SetContext(&f.client)
 	lp.link(f)
+	l.srv.live.Add(1)
 	l.m.accepted.Inc()
 	l.m.active.Add(1)
 	f.routes = l.srv.snap.Load().routes[l.idx]

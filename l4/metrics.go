@@ -23,7 +23,7 @@ const (
 	closeBufferCap                        // max_flow_buffer: the last-resort cap
 	closeEnrollTimeout                    // a socket handed to the loop never opened
 	closeShutdown                         // the server stopped
-	closeRefused                          // max_flows or max_flows_per_client
+	closeRefused                          // max_flows, max_flows_per_client, or accepted during Shutdown's drain
 	closeBadProxy                         // a bad PROXY header, or one from an untrusted peer
 	numCloseReasons
 )

@@ -37,7 +37,15 @@ type Server struct {
 	nextShard  atomic.Int32
 	backendIDs sync.Map // *lb.Backend -> conntrack.BackendID
 
-	// ctx ends at Shutdown; it cancels dials in progress.
+	// Shutdown's drain: while draining, new connections are closed at
+	// accept; live counts the flows in progress, on every loop; drained is
+	// closed once draining and live is 0.
+	draining  atomic.Bool
+	live      atomic.Int64
+	drained   chan struct{}
+	drainOnce sync.Once
+
+	// ctx ends when Shutdown cuts the flows; it cancels dials in progress.
 	ctx    context.Context
 	cancel context.CancelFunc
 	dials  sync.WaitGroup
@@ -85,7 +93,7 @@ func New(cfg Config, pools map[string]*lb.Pool, log *slog.Logger, set *metrics.S
 	if set == nil {
 		set = metrics.NewSet()
 	}
-	s := &Server{log: log, set: set}
+	s := &Server{log: log, set: set, drained: make(chan struct{})}
 	if err := s.Swap(&cfg, pools); err != nil {
 		return nil, err
 	}
@@ -204,14 +212,43 @@ func (s *Server) Addrs() []net.Addr {
 	return out
 }
 
-// Shutdown stops the listeners and closes every flow: L4 flows are not
-// drained (a TCP stream has no request boundary to wait for). It waits for
-// the event loops and dials to end, or for ctx, whichever comes first.
+// Shutdown drains the listeners, then stops them. At once it stops
+// accepting: a connection that arrives from then on is closed as soon as
+// it is accepted, with a reset. Flows in progress run on, under their
+// timeouts, until they end by themselves or ctx is done; then what is left
+// is cut, the event loops stop and the dials and splices in progress end.
+// It returns ctx.Err() when the drain was cut, and errors of stopping a
+// listener; cutting waits at most cutTimeout after ctx is done.
+//
+// The listening sockets stay bound during the drain (gnet closes them only
+// when its engine stops): a new process listening on the same port with
+// SO_REUSEPORT would share it, and see some of its connections reset,
+// until the drain ends.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.cancel()
+	s.draining.Store(true)
+	s.checkDrained()
 	var errs []error
+	select {
+	case <-s.drained:
+	case <-ctx.Done():
+		select {
+		case <-s.drained: // both at once: nothing was cut
+		default:
+			errs = append(errs, ctx.Err())
+			if n := s.live.Load(); n > 0 {
+				s.log.Warn("tcp drain cut", "flows", n, "error", ctx.Err())
+			}
+		}
+	}
+	stopCtx := ctx
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		stopCtx, cancel = context.WithTimeout(context.Background(), cutTimeout)
+		defer cancel()
+	}
+	s.cancel()
 	for _, l := range s.listeners {
-		if err := l.stop(ctx); err != nil {
+		if err := l.stop(stopCtx); err != nil {
 			errs = append(errs, fmt.Errorf("tcp listener %q: %w", l.cfg.Name, err))
 		}
 	}
@@ -219,10 +256,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() { s.dials.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-ctx.Done():
-		errs = append(errs, ctx.Err())
+	case <-stopCtx.Done():
+		errs = append(errs, stopCtx.Err())
+	}
+	if len(errs) == 1 {
+		return errs[0] // ctx.Err() itself, for a cut drain
 	}
 	return errors.Join(errs...)
+}
+
+// cutTimeout bounds the end of Shutdown once its drain is cut: the event
+// loops stop and close their flows, and the dials in progress are
+// cancelled, in far less.
+const cutTimeout = 5 * time.Second
+
+// checkDrained closes drained when Shutdown drains and no flow is left.
+func (s *Server) checkDrained() {
+	if s.draining.Load() && s.live.Load() == 0 {
+		s.drainOnce.Do(func() { close(s.drained) })
+	}
 }
 
 // listener is one `[[tcp.listeners]]`: a gnet engine and its handler. The
@@ -238,7 +290,7 @@ type listener struct {
 	m     listenerMetrics
 	ctID  conntrack.ListenerID
 
-	sendProxy   ProxyVersion // 0: none
+	sendProxy   ProxyVersion // overrides the pool's; 0: the pool's
 	acceptProxy *ProxyPolicy // nil: headers accepted from no one
 
 	// Durations in nanoseconds, for the sweep.
@@ -272,12 +324,7 @@ func newListener(s *Server, idx int, lc ListenerConfig) (*listener, error) {
 	l.dialBudget = int64(lc.ConnectTimeout)*int64(*lc.ConnectRetries+1) + int64(enrollTimeout)
 	l.sweepEvery = sweepInterval(lc)
 	l.m.init(s.set, lc.Name)
-	switch lc.SendProxy {
-	case "v1":
-		l.sendProxy = ProxyV1
-	case "v2":
-		l.sendProxy = ProxyV2
-	}
+	l.sendProxy = proxyVersion(lc.SendProxy)
 	if len(lc.AcceptProxyFrom) > 0 {
 		l.acceptProxy = &ProxyPolicy{}
 		for _, cidr := range lc.AcceptProxyFrom {
@@ -289,6 +336,17 @@ func newListener(s *Server, idx int, lc ListenerConfig) (*listener, error) {
 		}
 	}
 	return l, nil
+}
+
+// proxyVersion parses a validated send_proxy setting; "" is 0, none.
+func proxyVersion(s string) ProxyVersion {
+	switch s {
+	case "v1":
+		return ProxyV1
+	case "v2":
+		return ProxyV2
+	}
+	return 0
 }
 
 // enrollTimeout bounds the hand-over of a socket to an event loop (gnet's
@@ -373,7 +431,8 @@ func (l *listener) stop(ctx context.Context) error {
 	cancel()
 	_ = l.eng.Stop(signal)
 	select {
-	case <-l.done:
+	case err := <-l.done:
+		l.done <- err // for a second stop
 	case <-ctx.Done():
 		return ctx.Err()
 	}

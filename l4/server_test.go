@@ -192,3 +192,68 @@ func TestProxyProtocol(t *testing.T) {
 		t.Fatalf("bad_proxy: got %v; want 1", got)
 	}
 }
+
+// TestPoolSendProxy: a pool's send_proxy puts a PROXY header with the
+// client's address before the client's bytes; a pool without it sends the
+// bytes alone; a listener's own send_proxy takes precedence over the pool's.
+func TestPoolSendProxy(t *testing.T) {
+	lnV2, beV2 := acceptOne(t)
+	lnPlain, bePlain := acceptOne(t)
+	lnOver, beOver := acceptOne(t)
+	pools := map[string]*lb.Pool{
+		"v2":    newTestPoolConfig(t, "v2", lb.PoolConfig{Policy: "round_robin", SendProxy: "v2"}, lnV2.Addr().String()),
+		"plain": newTestPool(t, "plain", "round_robin", lnPlain.Addr().String()),
+		"over":  newTestPoolConfig(t, "over", lb.PoolConfig{Policy: "round_robin", SendProxy: "v2"}, lnOver.Addr().String()),
+	}
+	_, _, addrs := startProxy(t, pools,
+		testListener(func(lc *ListenerConfig) { lc.Name, lc.Pool = "v2", "v2" }),
+		testListener(func(lc *ListenerConfig) { lc.Name, lc.Pool = "plain", "plain" }),
+		testListener(func(lc *ListenerConfig) { lc.Name, lc.Pool, lc.SendProxy = "over", "over", "v1" }))
+
+	// readHeader reads what the backend got before "hello": a PROXY header,
+	// parsed, or nothing.
+	readHeader := func(b *net.TCPConn) (ProxyHeader, []byte) {
+		t.Helper()
+		b.SetReadDeadline(time.Now().Add(testTimeout))
+		var buf []byte
+		chunk := make([]byte, 512)
+		for !bytes.HasSuffix(buf, []byte("hello")) {
+			n, err := b.Read(chunk)
+			if err != nil {
+				t.Fatalf("backend read: got %q, %v", buf, err)
+			}
+			buf = append(buf, chunk[:n]...)
+		}
+		rest := buf[:len(buf)-len("hello")]
+		if len(rest) == 0 {
+			return ProxyHeader{}, nil
+		}
+		h, need, err := ParseProxyHeader(rest)
+		if err != nil || need > 0 || h.Len != len(rest) {
+			t.Fatalf("backend got %q before the client's bytes: %v, need %d", rest, err, need)
+		}
+		return h, rest
+	}
+	f := func(addr string, backend <-chan *net.TCPConn, wantVersion ProxyVersion) {
+		t.Helper()
+		c := dial(t, addr)
+		if _, err := c.Write([]byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		h, raw := readHeader(recv(t, backend))
+		if wantVersion == 0 {
+			if raw != nil {
+				t.Fatalf("%s: backend got %q before the client's bytes; want nothing", addr, raw)
+			}
+			return
+		}
+		client := c.LocalAddr().(*net.TCPAddr).AddrPort()
+		if h.Version != wantVersion || h.Src != client || h.Dst.Port() != c.RemoteAddr().(*net.TCPAddr).AddrPort().Port() {
+			t.Fatalf("%s: header v%d %s -> %s; want v%d %s -> port %d",
+				addr, h.Version, h.Src, h.Dst, wantVersion, client, c.RemoteAddr().(*net.TCPAddr).Port)
+		}
+	}
+	f(addrs[0], beV2, ProxyV2)
+	f(addrs[1], bePlain, 0)
+	f(addrs[2], beOver, ProxyV1)
+}

@@ -57,6 +57,12 @@ type PoolConfig struct {
 	// PanicMode, when every backend is down, sends work to all backends
 	// that are not draining rather than failing. Default false: fail fast.
 	PanicMode bool `toml:"panic_mode"`
+	// SendProxy sends a PROXY protocol header to the backend of each TCP
+	// connection before any byte of the client, so that it sees the
+	// client's address: "v1" (text), "v2" (binary) or "" (default: none).
+	// TCP listeners only; HTTP listeners ignore it. A TCP listener's own
+	// send_proxy, when set, takes precedence.
+	SendProxy string `toml:"send_proxy"`
 	// HealthCheck configures active checks. Default: none.
 	HealthCheck HealthCheckConfig `toml:"health_check"`
 	// Outlier configures passive checks. Default: none.
@@ -293,6 +299,12 @@ func (c *PoolConfig) Validate(path string) error {
 		bad("slow_start", "must be 0s to 1h, got %s", c.SlowStart)
 	case c.SlowStart > 0 && c.Policy == PolicyRoundRobin:
 		bad("slow_start", "policy %q ignores weights; use weighted_round_robin", c.Policy)
+	}
+
+	switch c.SendProxy {
+	case "", "v1", "v2":
+	default:
+		bad("send_proxy", "want \"v1\", \"v2\" or \"\", got %q", c.SendProxy)
 	}
 
 	errs = append(errs, c.HealthCheck.validate(path+".health_check")...)

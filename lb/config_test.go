@@ -42,7 +42,7 @@ func TestPoolConfigDefaults(t *testing.T) {
 func configEqual(a, b PoolConfig) bool {
 	return a.Policy == b.Policy && a.HashKey == b.HashKey && a.BoundedLoad == b.BoundedLoad &&
 		a.RingHash == b.RingHash && a.Maglev == b.Maglev && a.P2C == b.P2C && a.SlowStart == b.SlowStart &&
-		a.PanicMode == b.PanicMode && a.HealthCheck == b.HealthCheck && a.Outlier == b.Outlier && equal(a.Backends, b.Backends)
+		a.PanicMode == b.PanicMode && a.SendProxy == b.SendProxy && a.HealthCheck == b.HealthCheck && a.Outlier == b.Outlier && equal(a.Backends, b.Backends)
 }
 
 // TestPoolConfigValidate pins every message: each case edits a valid
@@ -94,6 +94,9 @@ func TestPoolConfigValidate(t *testing.T) {
 		}, []string{`pools.web.slow_start: policy "round_robin" ignores weights; use weighted_round_robin`}},
 		{"round robin weights", func(c *PoolConfig) { c.Policy = PolicyRoundRobin; c.Backends[1].Weight = 3 },
 			[]string{`pools.web.backends[1].weight: policy "round_robin" ignores weights; use weighted_round_robin, got 3 (backends[0] has 1)`}},
+		{"send proxy v2", func(c *PoolConfig) { c.SendProxy = "v2" }, nil},
+		{"send proxy unknown", func(c *PoolConfig) { c.SendProxy = "V2" },
+			[]string{`pools.web.send_proxy: want "v1", "v2" or "", got "V2"`}},
 		{"health settings without type", func(c *PoolConfig) { c.HealthCheck = HealthCheckConfig{Path: "/healthz"} },
 			[]string{`pools.web.health_check: settings given, but type is not set (want "tcp" or "http")`}},
 		{"health type", func(c *PoolConfig) { c.HealthCheck.Type = "icmp" },

@@ -165,6 +165,10 @@ func NewPool(name string, c PoolConfig, opts ...Option) (*Pool, error) {
 // hash.
 func (p *Pool) HashKey() HashKey { return p.hashKey }
 
+// SendProxy is the pool's send_proxy setting: "v1", "v2" or "" (none).
+// Package l4 sends the header; l7 ignores it.
+func (p *Pool) SendProxy() string { return p.cfg.SendProxy }
+
 // Policy is the pool's policy name, such as "maglev".
 func (p *Pool) Policy() string { return p.cfg.Policy }
 

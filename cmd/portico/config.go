@@ -53,8 +53,9 @@ type AdminConfig struct {
 
 // ShutdownConfig controls graceful shutdown.
 type ShutdownConfig struct {
-	// DrainTimeout is how long requests in flight may take to finish after
-	// SIGINT or SIGTERM before connections are cut. Default "10s".
+	// DrainTimeout is how long requests in flight (HTTP) and open
+	// connections (TCP listeners) may take to finish after SIGINT or
+	// SIGTERM before connections are cut. Default "10s".
 	DrainTimeout time.Duration `toml:"drain_timeout"`
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"reflect"
+	"sync"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -177,15 +178,20 @@ func (p *process) reload(cfg *Config) error {
 	return nil
 }
 
-// stop drains the HTTP listeners until ctx ends, then closes everything.
+// stop drains the HTTP and TCP listeners together until ctx ends (both
+// stop accepting at once), then closes everything.
 func (p *process) stop(ctx context.Context) error {
-	var err error
+	var httpErr, tcpErr error
+	var wg sync.WaitGroup
 	if p.http != nil {
-		err = p.http.Shutdown(ctx)
+		wg.Add(1)
+		go func() { defer wg.Done(); httpErr = p.http.Shutdown(ctx) }()
 	}
 	if p.tcp != nil {
-		err = errors.Join(err, p.tcp.Shutdown(ctx))
+		tcpErr = p.tcp.Shutdown(ctx)
 	}
+	wg.Wait()
+	err := errors.Join(httpErr, tcpErr)
 	closePools(p.pools)
 	p.admin.close(ctx)
 	if p.demo != nil {
