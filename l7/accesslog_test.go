@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -34,23 +33,12 @@ func accessLogProxy(t *testing.T, format string) (*Server, string) {
 		io.WriteString(w, "hello")
 	}))
 	path := filepath.Join(t.TempDir(), "access.log")
-	s := startProxy(t, fmt.Sprintf(`
-[http]
-[[http.listeners]]
-address = "127.0.0.1:0"
-[http.access_log]
-enabled = true
-format = %q
-path = %q
-[[http.routes]]
-name = "app"
-pool = "web"
-match.path_prefix = "/app"
-[pools.web]
-[[pools.web.backends]]
-name = "be1"
-address = %q
-`, format, path, be))
+	s := startOneBackendProxy(t, oneBackend{
+		Addr:    be,
+		HTTP:    fmt.Sprintf("[http.access_log]\nenabled = true\nformat = %q\npath = %q", format, path),
+		Route:   "name = \"app\"\nmatch.path_prefix = \"/app\"",
+		Backend: `name = "be1"`,
+	})
 	return s, path
 }
 
@@ -64,12 +52,8 @@ type rawResponse struct {
 
 func rawExchange(t *testing.T, addr string, reqs ...string) []rawResponse {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialWithDeadline(t, addr, 10*time.Second)
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(c)
 	var out []rawResponse
 	for _, req := range reqs {

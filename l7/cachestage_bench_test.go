@@ -68,10 +68,7 @@ func BenchmarkCacheHit(b *testing.B) {
 // asked once.
 func BenchmarkCacheHitInMemory(b *testing.B) {
 	s, l := newCachedBenchServer(b)
-	ln := fasthttputil.NewInmemoryListener()
-	go l.srv.Serve(ln) //nolint:errcheck
-	b.Cleanup(func() { _ = l.srv.Shutdown() })
-	c := &fasthttp.HostClient{Addr: "shop.example.com", Dial: func(string) (net.Conn, error) { return ln.Dial() }, MaxConns: 1024}
+	c := inMemoryClient(b, l)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()

@@ -344,12 +344,11 @@ func FuzzCheckRequest(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	fb := startFramingBackend(f)
-	s := startProxy(f, checkProxyConfig(fb.ln.Addr().String(), `header_timeout = "2s"
-body_timeout = "2s"`))
+	s := startOneBackendProxy(f, oneBackend{Addr: fb.ln.Addr().String(), Listener: `header_timeout = "2s"
+body_timeout = "2s"`})
 	barrier := func(t *testing.T) {
 		rc := dialCheck(t, s.addr())
-		rc.send("GET " + framingBarrier + " HTTP/1.1\r\nHost: x\r\n\r\n")
-		if resp, _ := rc.response(); resp.StatusCode != 200 {
+		if resp, _ := rc.exchange("GET " + framingBarrier + " HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 200 {
 			t.Fatalf("barrier: got %d; want 200", resp.StatusCode)
 		}
 	}

@@ -36,22 +36,6 @@ func startCheckBackend(t testing.TB) *checkBackend {
 	return cb
 }
 
-// checkProxyConfig is a listener and one catch-all route to the backend at addr;
-// extra is appended to the [[http.listeners]] table.
-func checkProxyConfig(addr, extra string) string {
-	return fmt.Sprintf(`
-[http]
-[[http.listeners]]
-address = "127.0.0.1:0"
-%s
-[[http.routes]]
-pool = "web"
-[pools.web]
-[[pools.web.backends]]
-address = %q
-`, extra, addr)
-}
-
 // checkConn is a client connection that writes raw bytes and reads responses.
 type checkConn struct {
 	t  testing.TB
@@ -77,6 +61,13 @@ func (rc *checkConn) send(raw string) {
 	if _, err := io.WriteString(rc.c, raw); err != nil {
 		rc.t.Fatalf("write: %v", err)
 	}
+}
+
+// exchange sends raw and reads the response to it (see response).
+func (rc *checkConn) exchange(raw string) (*http.Response, string) {
+	rc.t.Helper()
+	rc.send(raw)
+	return rc.response()
 }
 
 // response reads one response, skipping 100 Continue, and its body.
@@ -117,7 +108,7 @@ func (rc *checkConn) closed() bool {
 // checkRequest refuses are both here: what matters is the end-to-end answer.
 func TestCheckRequestRejects(t *testing.T) {
 	be := startCheckBackend(t)
-	s := startProxy(t, checkProxyConfig(be.addr, ""))
+	s := startOneBackendProxy(t, oneBackend{Addr: be.addr})
 
 	const post = "POST /a HTTP/1.1\r\nHost: x\r\n"
 	const chunked = post + "Transfer-Encoding: chunked\r\n\r\n"
@@ -247,7 +238,7 @@ func TestCheckRequestRejects(t *testing.T) {
 // checks that they reach the backend as they should.
 func TestCheckRequestAccepts(t *testing.T) {
 	be := startCheckBackend(t)
-	s := startProxy(t, checkProxyConfig(be.addr, ""))
+	s := startOneBackendProxy(t, oneBackend{Addr: be.addr})
 	tests := []struct {
 		name string
 		raw  string
@@ -274,8 +265,7 @@ func TestCheckRequestAccepts(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rc := dialCheck(t, s.addr())
-			rc.send(tt.raw)
-			resp, body := rc.response()
+			resp, body := rc.exchange(tt.raw)
 			if resp.StatusCode != 200 || body != tt.want {
 				t.Errorf("got %d %q; want 200 %q", resp.StatusCode, body, tt.want)
 			}
@@ -305,8 +295,7 @@ address = %q
 address = %q
 `, good.addr, evil.addr))
 	rc := dialCheck(t, s.addr())
-	rc.send("GET http://evil/x HTTP/1.1\r\nHost: good\r\n\r\n")
-	resp, body := rc.response()
+	resp, body := rc.exchange("GET http://evil/x HTTP/1.1\r\nHost: good\r\n\r\n")
 	if want := `GET /x host=evil xfh=evil body=""`; resp.StatusCode != 200 || body != want {
 		t.Fatalf("got %d %q; want 200 %q", resp.StatusCode, body, want)
 	}
@@ -321,7 +310,7 @@ address = %q
 // closes after its answer.
 func TestCheckRequestKeepAlive(t *testing.T) {
 	be := startCheckBackend(t)
-	s := startProxy(t, checkProxyConfig(be.addr, ""))
+	s := startOneBackendProxy(t, oneBackend{Addr: be.addr})
 	rc := dialCheck(t, s.addr())
 	steps := []struct{ raw, want string }{
 		{"POST /cl HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", `POST /cl host=x xfh=x body="hello"`},
@@ -331,8 +320,7 @@ func TestCheckRequestKeepAlive(t *testing.T) {
 		{"POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2;ext=1\r\nlo\r\n0\r\n\r\n", `POST /chunked host=x xfh=x body="hello"`},
 	}
 	for i, st := range steps {
-		rc.send(st.raw)
-		resp, body := rc.response()
+		resp, body := rc.exchange(st.raw)
 		if resp.StatusCode != 200 || body != st.want {
 			t.Fatalf("request %d: got %d %q; want 200 %q", i, resp.StatusCode, body, st.want)
 		}
@@ -369,12 +357,11 @@ func TestCheckRequestKeepAlive(t *testing.T) {
 // reads CRLF only sees trailer lines, so what follows must not be served.
 func TestCheckChunkedTrailerBareLF(t *testing.T) {
 	be := startCheckBackend(t)
-	s := startProxy(t, checkProxyConfig(be.addr, ""))
+	s := startOneBackendProxy(t, oneBackend{Addr: be.addr})
 	const head = "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n"
 	for _, trailer := range []string{"0\r\n\n", "0\r\nX: 1\n\r\n", "0\r\nX: 1\r\n\n", "0\r\nX: a\r\n b\r\n\r\n"} {
 		rc := dialCheck(t, s.addr())
-		rc.send(head + trailer + "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
-		if resp, body := rc.response(); resp.StatusCode != 200 || !resp.Close {
+		if resp, body := rc.exchange(head + trailer + "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 200 || !resp.Close {
 			t.Fatalf("trailer %q: got %d %q close=%v; want 200 and Connection: close", trailer, resp.StatusCode, body, resp.Close)
 		}
 		if !rc.closed() {
@@ -390,14 +377,12 @@ func TestCheckChunkedTrailerBareLF(t *testing.T) {
 // connection does not disturb a request on another.
 func TestCheckRequestRejectedKeepsOthers(t *testing.T) {
 	be := startCheckBackend(t)
-	s := startProxy(t, checkProxyConfig(be.addr, ""))
+	s := startOneBackendProxy(t, oneBackend{Addr: be.addr})
 	bad, good := dialCheck(t, s.addr()), dialCheck(t, s.addr())
-	bad.send("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
-	if resp, _ := bad.response(); resp.StatusCode != 400 {
+	if resp, _ := bad.exchange("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 400 {
 		t.Fatalf("got %d; want 400", resp.StatusCode)
 	}
-	good.send("GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
-	if resp, body := good.response(); resp.StatusCode != 200 || !strings.HasPrefix(body, "GET /b ") {
+	if resp, body := good.exchange("GET /b HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 200 || !strings.HasPrefix(body, "GET /b ") {
 		t.Fatalf("got %d %q; want 200 for GET /b", resp.StatusCode, body)
 	}
 	if got := be.seen.Load(); got != 1 {
@@ -497,17 +482,10 @@ func TestWordHasCTL(t *testing.T) {
 // body, never both, and the body as the client sent it.
 func TestCheckUpstreamFraming(t *testing.T) {
 	fb := startFramingBackend(t)
-	s := startProxy(t, fmt.Sprintf(`
-[http]
-[[http.listeners]]
-address = "127.0.0.1:0"
-[[http.routes]]
-pool = "web"
-headers.request_remove = ["Content-Length", "Transfer-Encoding", "Host"]
-[pools.web]
-[[pools.web.backends]]
-address = %q
-`, fb.ln.Addr().String()))
+	s := startOneBackendProxy(t, oneBackend{
+		Addr:  fb.ln.Addr().String(),
+		Route: `headers.request_remove = ["Content-Length", "Transfer-Encoding", "Host"]`,
+	})
 	tests := []struct{ name, raw, body string }{
 		{"content-length", "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", "hello"},
 		{"chunked", "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2;x=y\r\nhe\r\n3\r\nllo\r\n0\r\nX-T: 1\r\n\r\n", "hello"},
@@ -522,8 +500,7 @@ address = %q
 		t.Run(tt.name, func(t *testing.T) {
 			before, _ := fb.settle(t)
 			rc := dialCheck(t, s.addr())
-			rc.send(tt.raw)
-			if resp, body := rc.response(); resp.StatusCode != 200 {
+			if resp, body := rc.exchange(tt.raw); resp.StatusCode != 200 {
 				t.Fatalf("got %d %q; want 200", resp.StatusCode, body)
 			}
 			after, faults := fb.settle(t)

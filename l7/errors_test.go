@@ -1,7 +1,6 @@
 package l7
 
 import (
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -21,12 +20,11 @@ func wantAnswer(t *testing.T, resp *http.Response, body string, status int, reas
 
 func TestErrorHeaderTooLarge(t *testing.T) {
 	be := startCheckBackend(t)
-	s := startProxy(t, checkProxyConfig(be.addr, "max_header_bytes = 1024"))
+	s := startOneBackendProxy(t, oneBackend{Addr: be.addr, Listener: "max_header_bytes = 1024"})
 	f := func(name, raw string) {
 		t.Helper()
 		rc := dialCheck(t, s.addr())
-		rc.send(raw)
-		resp, body := rc.response()
+		resp, body := rc.exchange(raw)
 		wantAnswer(t, resp, body, 431, "request header block too large")
 		if n := be.seen.Load(); n != 0 {
 			t.Fatalf("%s: backend saw %d requests; want 0", name, n)
@@ -36,19 +34,17 @@ func TestErrorHeaderTooLarge(t *testing.T) {
 	f("many fields", "GET / HTTP/1.1\r\nHost: x\r\n"+strings.Repeat("X-Field: abcdefghij\r\n", 100)+"\r\n")
 	// Just under the limit still works.
 	rc := dialCheck(t, s.addr())
-	rc.send("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 900) + "\r\n\r\n")
-	if resp, _ := rc.response(); resp.StatusCode != 200 {
+	if resp, _ := rc.exchange("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 900) + "\r\n\r\n"); resp.StatusCode != 200 {
 		t.Fatalf("header block under the limit: got %d; want 200", resp.StatusCode)
 	}
 }
 
 func TestErrorBodyTooLarge(t *testing.T) {
 	be := startCheckBackend(t)
-	s := startProxy(t, checkProxyConfig(be.addr, "max_body_bytes = 10"))
+	s := startOneBackendProxy(t, oneBackend{Addr: be.addr, Listener: "max_body_bytes = 10"})
 	t.Run("content-length", func(t *testing.T) {
 		rc := dialCheck(t, s.addr())
-		rc.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world")
-		resp, body := rc.response()
+		resp, body := rc.exchange("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world")
 		wantAnswer(t, resp, body, 413, "request body too large")
 		if n := be.seen.Load(); n != 0 {
 			t.Fatalf("backend saw %d requests; want 0", n)
@@ -57,8 +53,7 @@ func TestErrorBodyTooLarge(t *testing.T) {
 	t.Run("chunked", func(t *testing.T) {
 		complete := be.complete.Load()
 		rc := dialCheck(t, s.addr())
-		rc.send("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello \r\n6\r\nworld!\r\n0\r\n\r\n")
-		resp, body := rc.response()
+		resp, body := rc.exchange("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello \r\n6\r\nworld!\r\n0\r\n\r\n")
 		wantAnswer(t, resp, body, 413, "request body too large")
 		if !rc.closed() {
 			t.Fatal("connection still open after 413 on a streamed body; want it closed")
@@ -69,8 +64,7 @@ func TestErrorBodyTooLarge(t *testing.T) {
 	})
 	t.Run("at-limit", func(t *testing.T) {
 		rc := dialCheck(t, s.addr())
-		rc.send("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n")
-		resp, body := rc.response()
+		resp, body := rc.exchange("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n")
 		if want := `POST / host=x xfh=x body="helloworld"`; resp.StatusCode != 200 || body != want {
 			t.Fatalf("got %d %q; want 200 %q", resp.StatusCode, body, want)
 		}
@@ -79,10 +73,9 @@ func TestErrorBodyTooLarge(t *testing.T) {
 
 func TestErrorHeaderTimeout(t *testing.T) {
 	be := startCheckBackend(t)
-	s := startProxy(t, checkProxyConfig(be.addr, `header_timeout = "200ms"`))
+	s := startOneBackendProxy(t, oneBackend{Addr: be.addr, Listener: `header_timeout = "200ms"`})
 	rc := dialCheck(t, s.addr())
-	rc.send("GET / HTTP/1.1\r\nHost: x\r\nX-Half: ")
-	resp, body := rc.response() // bounded by the connection's deadline
+	resp, body := rc.exchange("GET / HTTP/1.1\r\nHost: x\r\nX-Half: ") // bounded by the connection's deadline
 	wantAnswer(t, resp, body, 408, "request header timeout")
 	if !rc.closed() {
 		t.Fatal("connection still open after 408; want it closed")
@@ -92,8 +85,8 @@ func TestErrorHeaderTimeout(t *testing.T) {
 func TestErrorBodyTimeout(t *testing.T) {
 	be := startCheckBackend(t)
 	// header_timeout is long: the 408 must come from body_timeout.
-	s := startProxy(t, checkProxyConfig(be.addr, `header_timeout = "20s"
-body_timeout = "200ms"`))
+	s := startOneBackendProxy(t, oneBackend{Addr: be.addr, Listener: `header_timeout = "20s"
+body_timeout = "200ms"`})
 	tests := []struct {
 		name, raw, reason string
 	}{
@@ -109,8 +102,7 @@ body_timeout = "200ms"`))
 			complete := be.complete.Load()
 			rc := dialCheck(t, s.addr())
 			start := time.Now()
-			rc.send(tt.raw)
-			resp, body := rc.response()
+			resp, body := rc.exchange(tt.raw)
 			wantAnswer(t, resp, body, 408, tt.reason)
 			if d := time.Since(start); d > 10*time.Second {
 				t.Fatalf("408 after %v; want it after about body_timeout", d)
@@ -129,10 +121,9 @@ func TestErrorBackendRefused(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	s := startProxy(t, checkProxyConfig(addr, ""))
+	s := startOneBackendProxy(t, oneBackend{Addr: addr})
 	rc := dialCheck(t, s.addr())
-	rc.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	resp, body := rc.response()
+	resp, body := rc.exchange("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	wantAnswer(t, resp, body, 502, "backend refused connection")
 }
 
@@ -147,19 +138,8 @@ func TestErrorPoolFull(t *testing.T) {
 		io.WriteString(w, "ok")
 	}))
 	t.Cleanup(func() { once.Do(func() { close(release) }) })
-	s := startProxy(t, fmt.Sprintf(`
-[http]
-[http.upstream]
-max_conns = 1
-max_conn_wait = "100ms"
-[[http.listeners]]
-address = "127.0.0.1:0"
-[[http.routes]]
-pool = "web"
-[pools.web]
-[[pools.web.backends]]
-address = %q
-`, be))
+	s := startOneBackendProxy(t, oneBackend{Addr: be, Upstream: `max_conns = 1
+max_conn_wait = "100ms"`})
 	slow := dialCheck(t, s.addr())
 	slow.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
 	select {
@@ -168,8 +148,7 @@ address = %q
 		t.Fatal("slow request never reached the backend")
 	}
 	rc := dialCheck(t, s.addr())
-	rc.send("GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
-	resp, body := rc.response()
+	resp, body := rc.exchange("GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
 	wantAnswer(t, resp, body, 503, "backend connection pool full")
 
 	once.Do(func() { close(release) })
@@ -187,47 +166,23 @@ func TestErrorBackendTimeout(t *testing.T) {
 		}
 	}))
 	t.Cleanup(func() { close(release) }) // runs before the backend closes
-	s := startProxy(t, fmt.Sprintf(`
-[http]
-[http.upstream]
-response_timeout = "200ms"
-[[http.listeners]]
-address = "127.0.0.1:0"
-[[http.routes]]
-pool = "web"
-[pools.web]
-[[pools.web.backends]]
-address = %q
-`, be))
+	s := startOneBackendProxy(t, oneBackend{Addr: be, Upstream: `response_timeout = "200ms"`})
 	rc := dialCheck(t, s.addr())
-	rc.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	resp, body := rc.response()
+	resp, body := rc.exchange("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	wantAnswer(t, resp, body, 504, "backend timeout")
 }
 
 func TestErrorNoRoute(t *testing.T) {
 	be := startCheckBackend(t)
-	s := startProxy(t, fmt.Sprintf(`
-[http]
-[[http.listeners]]
-address = "127.0.0.1:0"
-[[http.routes]]
-match.hosts = ["only.example"]
-pool = "web"
-[pools.web]
-[[pools.web.backends]]
-address = %q
-`, be.addr))
+	s := startOneBackendProxy(t, oneBackend{Addr: be.addr, Route: `match.hosts = ["only.example"]`})
 	rc := dialCheck(t, s.addr())
-	rc.send("GET / HTTP/1.1\r\nHost: other.example\r\n\r\n")
-	resp, body := rc.response()
+	resp, body := rc.exchange("GET / HTTP/1.1\r\nHost: other.example\r\n\r\n")
 	wantAnswer(t, resp, body, 404, "no route matches this request")
 	if n := be.seen.Load(); n != 0 {
 		t.Fatalf("backend saw %d requests; want 0", n)
 	}
 	// The connection stays usable: a 404 is not a framing problem.
-	rc.send("GET / HTTP/1.1\r\nHost: only.example\r\n\r\n")
-	if resp, _ := rc.response(); resp.StatusCode != 200 {
+	if resp, _ := rc.exchange("GET / HTTP/1.1\r\nHost: only.example\r\n\r\n"); resp.StatusCode != 200 {
 		t.Fatalf("after 404: got %d; want 200", resp.StatusCode)
 	}
 }

@@ -2,6 +2,7 @@ package l7
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -87,4 +88,61 @@ func startBackend(t testing.TB, h http.Handler) string {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
+}
+
+// oneBackend is the config of a proxy with one listener on 127.0.0.1:0 and one
+// route to the pool "web", which holds the one backend at Addr. Every other
+// field is optional TOML lines that go inside one table each, so that no table
+// is opened twice.
+type oneBackend struct {
+	Addr     string // the backend's address
+	HTTP     string // keys of [http], then any [http.*] tables but [http.upstream]
+	Upstream string // keys of [http.upstream]; the table is left out when empty
+	Listener string // keys of the [[http.listeners]] table
+	Route    string // keys of the [[http.routes]] table, then its sub-tables
+	Pool     string // keys of [pools.web]
+	Backend  string // keys of the [[pools.web.backends]] table besides address
+}
+
+// toml is the config text, for startProxy.
+func (c oneBackend) toml() string {
+	upstream := ""
+	if c.Upstream != "" {
+		upstream = "[http.upstream]\n" + c.Upstream
+	}
+	return fmt.Sprintf(`
+[http]
+%s
+%s
+[[http.listeners]]
+address = "127.0.0.1:0"
+%s
+[[http.routes]]
+pool = "web"
+%s
+[pools.web]
+%s
+[[pools.web.backends]]
+address = %q
+%s
+`, c.HTTP, upstream, c.Listener, c.Route, c.Pool, c.Addr, c.Backend)
+}
+
+// startOneBackendProxy starts a proxy with the config c (see oneBackend).
+func startOneBackendProxy(t testing.TB, c oneBackend) *Server {
+	t.Helper()
+	return startProxy(t, c.toml())
+}
+
+// dialWithDeadline connects to addr for a test that writes and reads raw
+// bytes, with timeout as the deadline of every read and write from now; the
+// caller closes the connection.
+func dialWithDeadline(t testing.TB, addr string, timeout time.Duration) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	return c
 }

@@ -8,6 +8,27 @@ import (
 	"time"
 )
 
+// hashPoolConfig is the config of a proxy with one route to the pool "web" of
+// the three backends a, b and c, balanced by policy on hashKey.
+func hashPoolConfig(policy, hashKey, a, b, c string) string {
+	return fmt.Sprintf(`
+[http]
+[[http.listeners]]
+address = "127.0.0.1:0"
+[[http.routes]]
+pool = "web"
+[pools.web]
+policy = %q
+hash_key = %q
+[[pools.web.backends]]
+address = %q
+[[pools.web.backends]]
+address = %q
+[[pools.web.backends]]
+address = %q
+`, policy, hashKey, a, b, c)
+}
+
 // TestHashKeySticky: with a hashing policy and a hash_key, requests that
 // carry the same key reach the same backend, and different keys spread.
 func TestHashKeySticky(t *testing.T) {
@@ -27,22 +48,7 @@ func TestHashKeySticky(t *testing.T) {
 		{"path", func(r *http.Request, key string) { r.URL.Path = "/" + key }},
 	} {
 		t.Run(tc.hashKey, func(t *testing.T) {
-			s := startProxy(t, fmt.Sprintf(`
-[http]
-[[http.listeners]]
-address = "127.0.0.1:0"
-[[http.routes]]
-pool = "web"
-[pools.web]
-policy = "maglev"
-hash_key = %q
-[[pools.web.backends]]
-address = %q
-[[pools.web.backends]]
-address = %q
-[[pools.web.backends]]
-address = %q
-`, tc.hashKey, a, b, c))
+			s := startProxy(t, hashPoolConfig("maglev", tc.hashKey, a, b, c))
 			client := &http.Client{Timeout: 10 * time.Second}
 			get := func(key string) string {
 				t.Helper()
@@ -87,22 +93,7 @@ func TestStickyCookieIssued(t *testing.T) {
 	a := startBackend(t, name("a"))
 	b := startBackend(t, name("b"))
 	c := startBackend(t, name("c"))
-	s := startProxy(t, fmt.Sprintf(`
-[http]
-[[http.listeners]]
-address = "127.0.0.1:0"
-[[http.routes]]
-pool = "web"
-[pools.web]
-policy = "ring_hash"
-hash_key = "cookie:portico_sticky"
-[[pools.web.backends]]
-address = %q
-[[pools.web.backends]]
-address = %q
-[[pools.web.backends]]
-address = %q
-`, a, b, c))
+	s := startProxy(t, hashPoolConfig("ring_hash", "cookie:portico_sticky", a, b, c))
 	seen := map[string]bool{}
 	for i := 0; i < 12; i++ {
 		client := &http.Client{Timeout: 10 * time.Second}

@@ -1,7 +1,6 @@
 package l7
 
 import (
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -23,17 +22,7 @@ func TestLeaseHeldUntilBodyEnds(t *testing.T) {
 		}
 		io.WriteString(w, "end")
 	}))
-	s := startProxy(t, fmt.Sprintf(`
-[http]
-[[http.listeners]]
-address = "127.0.0.1:0"
-[[http.routes]]
-pool = "web"
-[pools.web]
-policy = "least_conn"
-[[pools.web.backends]]
-address = %q
-`, be))
+	s := startOneBackendProxy(t, oneBackend{Addr: be, Pool: `policy = "least_conn"`})
 	backend := s.snap.Load().router.routes[0].pool.Backends()[0]
 	client := &http.Client{Timeout: 30 * time.Second}
 	resp, err := client.Get("http://" + s.addr() + "/")

@@ -38,12 +38,8 @@ func scrapeMetrics(t *testing.T, s *Server) (map[string]float64, string) {
 // proxy closes it; it returns the status and the number of bytes received.
 func exchangeAndClose(t *testing.T, addr, req string) (status int, n int) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialWithDeadline(t, addr, 10*time.Second)
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.WriteString(c, req); err != nil {
 		t.Fatal(err)
 	}
@@ -200,24 +196,11 @@ address = %q
 
 func TestMetricsConnectionsActive(t *testing.T) {
 	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	s := startProxy(t, fmt.Sprintf(`
-[http]
-[[http.listeners]]
-address = "127.0.0.1:0"
-[[http.routes]]
-pool = "web"
-[pools.web]
-[[pools.web.backends]]
-address = %q
-`, be))
+	s := startOneBackendProxy(t, oneBackend{Addr: be})
 	var conns []net.Conn
 	for i := 0; i < 3; i++ {
-		c, err := net.DialTimeout("tcp", s.addr(), 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := dialWithDeadline(t, s.addr(), 10*time.Second)
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
 		// A response proves that the server accepted the connection.
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)

@@ -159,14 +159,20 @@ func BenchmarkServe(b *testing.B) {
 	}
 }
 
+// inMemoryClient serves l on an in-memory listener until the benchmark ends
+// and returns a client for it, for requests to http://shop.example.com/.
+func inMemoryClient(b *testing.B, l *listener) *fasthttp.HostClient {
+	ln := fasthttputil.NewInmemoryListener()
+	go l.srv.Serve(ln) //nolint:errcheck
+	b.Cleanup(func() { _ = l.srv.Shutdown() })
+	return &fasthttp.HostClient{Addr: "shop.example.com", Dial: func(string) (net.Conn, error) { return ln.Dial() }, MaxConns: 1024}
+}
+
 // BenchmarkProxyInMemory is the whole path: a fasthttp client, the proxy's
 // listener, the handler, the backend, over in-memory pipes.
 func BenchmarkProxyInMemory(b *testing.B) {
 	_, l := newBenchServer(b, fmt.Sprintf(benchConfig, ""))
-	ln := fasthttputil.NewInmemoryListener()
-	go l.srv.Serve(ln) //nolint:errcheck
-	b.Cleanup(func() { _ = l.srv.Shutdown() })
-	c := &fasthttp.HostClient{Addr: "shop.example.com", Dial: func(string) (net.Conn, error) { return ln.Dial() }, MaxConns: 1024}
+	c := inMemoryClient(b, l)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()

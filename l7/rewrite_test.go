@@ -2,7 +2,6 @@ package l7
 
 import (
 	"bufio"
-	"fmt"
 	"io"
 	"net"
 	"net/textproto"
@@ -157,19 +156,10 @@ func respHead(status string, h map[string][]string) string {
 	return sb.String()
 }
 
+// oneRoute is the config of a proxy with one route "main" to the backend "be1"
+// at be; routeExtra goes into the route's table, httpExtra into [http].
 func oneRoute(be, routeExtra, httpExtra string) string {
-	return fmt.Sprintf(`
-[http]
-%s
-[[http.listeners]]
-address = "127.0.0.1:0"
-[[http.routes]]
-name = "main"
-pool = "web"
-%s
-[pools.web]
-backends = [{ name = "be1", address = %q }]
-`, httpExtra, routeExtra, be)
+	return oneBackend{Addr: be, HTTP: httpExtra, Route: `name = "main"` + "\n" + routeExtra, Backend: `name = "be1"`}.toml()
 }
 
 var hex32 = regexp.MustCompile(`^[0-9a-f]{32}$`)

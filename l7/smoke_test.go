@@ -11,16 +11,7 @@ func TestSmokeProxy(t *testing.T) {
 	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello %s xff=%s via=%s id=%s", r.URL.Path, r.Header.Get("X-Forwarded-For"), r.Header.Get("Via"), r.Header.Get("X-Request-Id"))
 	}))
-	s := startProxy(t, fmt.Sprintf(`
-[http]
-[[http.listeners]]
-address = "127.0.0.1:0"
-[[http.routes]]
-pool = "web"
-[pools.web]
-[[pools.web.backends]]
-address = %q
-`, be))
+	s := startOneBackendProxy(t, oneBackend{Addr: be})
 	resp, err := http.Get("http://" + s.addr() + "/x")
 	if err != nil {
 		t.Fatal(err)

@@ -135,6 +135,19 @@ func checkHeap(t *testing.T, w *heapWatch, what string, start time.Time, size in
 
 // streamClient returns an HTTP client for one test; its idle connections are
 // closed when the test ends.
+// getDigest GETs url and returns the length and sha256 of the response body
+// and the error that ended reading it, as hashReader does.
+func getDigest(t *testing.T, ctx context.Context, client *http.Client, url string) (int64, string, error) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	return hashReader(resp.Body)
+}
+
 func streamClient(t *testing.T) *http.Client {
 	tr := &http.Transport{DisableCompression: true}
 	t.Cleanup(tr.CloseIdleConnections)
@@ -147,23 +160,6 @@ func streamClient(t *testing.T) *http.Client {
 // TestStreamSlowerThanUpstreamTimeouts).
 const bigTransferTimeouts = "response_timeout = \"2m\"\nwrite_timeout = \"2m\""
 
-// proxyTo is the config of a proxy with one listener and one backend; extra
-// goes into [http.upstream].
-func proxyTo(be string, extra string) string {
-	return fmt.Sprintf(`
-[http]
-[http.upstream]
-%s
-[[http.listeners]]
-address = "127.0.0.1:0"
-[[http.routes]]
-pool = "web"
-[pools.web]
-[[pools.web.backends]]
-address = %q
-`, extra, be)
-}
-
 func TestStreamUpload(t *testing.T) {
 	const size = streamSize
 	want := payloadDigest(t, size)
@@ -175,7 +171,7 @@ func TestStreamUpload(t *testing.T) {
 		}
 		fmt.Fprintf(w, "%d %s %d %s", n, sum, r.ContentLength, strings.Join(r.TransferEncoding, ","))
 	}))
-	s := startProxy(t, proxyTo(be, bigTransferTimeouts))
+	s := startOneBackendProxy(t, oneBackend{Addr: be, Upstream: bigTransferTimeouts})
 	client := streamClient(t)
 	for _, tc := range []struct {
 		name    string
@@ -232,7 +228,7 @@ func TestStreamDownload(t *testing.T) {
 	const size = streamSize
 	want := payloadDigest(t, size)
 	be := startBackend(t, downloadHandler(size))
-	s := startProxy(t, proxyTo(be, bigTransferTimeouts))
+	s := startOneBackendProxy(t, oneBackend{Addr: be, Upstream: bigTransferTimeouts})
 	client := streamClient(t)
 	for _, tc := range []struct {
 		name    string
@@ -335,7 +331,7 @@ func upstreamErrors(s *Server) uint64 {
 func TestStreamedResponseReleasesUpstreamConn(t *testing.T) {
 	const size = 256 << 10
 	be, conns := startCountingBackend(t, downloadHandler(size))
-	s := startProxy(t, proxyTo(be, "max_conns = 1\nmax_conn_wait = \"2s\""))
+	s := startOneBackendProxy(t, oneBackend{Addr: be, Upstream: "max_conns = 1\nmax_conn_wait = \"2s\""})
 	client := streamClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -385,14 +381,10 @@ func TestStreamClientDisconnectMidDownload(t *testing.T) {
 		_, err := io.CopyBuffer(w, newPayload(1<<40), make([]byte, 32<<10))
 		handlerDone <- err
 	}))
-	s := startProxy(t, proxyTo(be, ""))
+	s := startOneBackendProxy(t, oneBackend{Addr: be})
 	leakOpts := append([]goleak.Option{goleak.IgnoreCurrent()}, fasthttpBackground...)
 
-	c, err := net.DialTimeout("tcp", s.addr(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	c := dialWithDeadline(t, s.addr(), 30*time.Second)
 	if _, err := io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -490,7 +482,7 @@ func TestStreamSlowerThanUpstreamTimeouts(t *testing.T) {
 		}
 	}))
 	t.Cleanup(func() { close(stop) }) // before the backend closes
-	s := startProxy(t, proxyTo(be, "response_timeout = \"1s\"\nwrite_timeout = \"1s\""))
+	s := startOneBackendProxy(t, oneBackend{Addr: be, Upstream: "response_timeout = \"1s\"\nwrite_timeout = \"1s\""})
 	client := streamClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -506,26 +498,14 @@ func TestStreamSlowerThanUpstreamTimeouts(t *testing.T) {
 		}
 	})
 	t.Run("body stalls", func(t *testing.T) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.addr()+"/stall-body", nil)
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, _, err := hashReader(resp.Body)
-		resp.Body.Close()
+		n, _, err := getDigest(t, ctx, client, "http://"+s.addr()+"/stall-body")
 		if err == nil || n >= size {
 			t.Errorf("got %d bytes, err %v; want the body cut short", n, err)
 		}
 	})
 
 	t.Run("download", func(t *testing.T) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.addr()+"/", nil)
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, sum, err := hashReader(resp.Body)
-		resp.Body.Close()
+		n, sum, err := getDigest(t, ctx, client, "http://"+s.addr()+"/")
 		if err != nil || n != size || sum != want {
 			t.Errorf("got %d bytes sha256 %s err %v; want %d bytes sha256 %s", n, sum, err, size, want)
 		}
@@ -557,17 +537,7 @@ func TestStreamUploadBodyLimit(t *testing.T) {
 		got <- fmt.Sprintf("%d %s %v", n, sum, err)
 		fmt.Fprint(w, n)
 	}))
-	s := startProxy(t, fmt.Sprintf(`
-[http]
-[[http.listeners]]
-address = "127.0.0.1:0"
-max_body_bytes = %d
-[[http.routes]]
-pool = "web"
-[pools.web]
-[[pools.web.backends]]
-address = %q
-`, limit, be))
+	s := startOneBackendProxy(t, oneBackend{Addr: be, Listener: fmt.Sprintf("max_body_bytes = %d", limit)})
 	client := streamClient(t)
 	post := func(t *testing.T, size, length int64) int {
 		t.Helper()
@@ -607,12 +577,8 @@ address = %q
 		// (it does before the handler runs), the rest unsent: a client that
 		// sends the whole body at once may get a reset instead of the 413,
 		// as fasthttp does not linger on close.
-		c, err := net.DialTimeout("tcp", s.addr(), 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := dialWithDeadline(t, s.addr(), 30*time.Second)
 		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 		if _, err := fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", limit+1); err != nil {
 			t.Fatal(err)
 		}
@@ -636,12 +602,8 @@ address = %q
 	t.Run("chunked at the limit then cut", func(t *testing.T) {
 		// The client sends a chunk of exactly the limit and goes away before
 		// the last chunk: the backend must not get a complete body.
-		c, err := net.DialTimeout("tcp", s.addr(), 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := dialWithDeadline(t, s.addr(), 30*time.Second)
 		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 		body, _ := io.ReadAll(newPayload(limit))
 		msg := fmt.Appendf(nil, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n", limit, body)
 		if _, err := c.Write(msg); err != nil {
@@ -663,15 +625,11 @@ func TestStreamClientDisconnectMidUpload(t *testing.T) {
 		n, _, err := hashReader(r.Body)
 		got <- fmt.Sprintf("%d %v", n, err)
 	}))
-	s := startProxy(t, proxyTo(be, ""))
+	s := startOneBackendProxy(t, oneBackend{Addr: be})
 	leakOpts := append([]goleak.Option{goleak.IgnoreCurrent(),
 		// The backend's lingering close after the broken body, not ours.
 		goleak.IgnoreAnyFunction("net/http.(*conn).closeWriteAndWait")}, fasthttpBackground...)
-	c, err := net.DialTimeout("tcp", s.addr(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	c := dialWithDeadline(t, s.addr(), 30*time.Second)
 	if _, err := io.WriteString(c, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 67108864\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}

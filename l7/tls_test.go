@@ -78,17 +78,11 @@ func startTLSProxy(t *testing.T, be string, routeExtra string, certs ...testCert
 	for _, c := range certs {
 		list = append(list, fmt.Sprintf("{ cert_file = %q, key_file = %q }", c.certFile, c.keyFile))
 	}
-	return startProxy(t, fmt.Sprintf(`
-[http]
-[[http.listeners]]
-address = "127.0.0.1:0"
-certificates = [%s]
-[[http.routes]]
-pool = "web"
-%s
-[pools.web]
-backends = [{ address = %q }]
-`, strings.Join(list, ", "), routeExtra, be))
+	return startOneBackendProxy(t, oneBackend{
+		Addr:     be,
+		Listener: "certificates = [" + strings.Join(list, ", ") + "]",
+		Route:    routeExtra,
+	})
 }
 
 func TestTLSCertificateBySNI(t *testing.T) {

@@ -100,7 +100,7 @@ func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
 
 func TestUpgradeWebSocket(t *testing.T) {
 	be := startWSBackend(t)
-	s := startProxy(t, proxyTo(be.addr, ""))
+	s := startOneBackendProxy(t, oneBackend{Addr: be.addr})
 	leakOpts := append([]goleak.Option{goleak.IgnoreCurrent()}, fasthttpBackground...)
 	c, resp, err := dialWS(t, s.addr(), "/ws")
 	if err != nil {
@@ -189,7 +189,7 @@ func TestUpgradeWebSocket(t *testing.T) {
 
 func TestUpgradeRefusedIsRelayed(t *testing.T) {
 	be := startWSBackend(t)
-	s := startProxy(t, proxyTo(be.addr, ""))
+	s := startOneBackendProxy(t, oneBackend{Addr: be.addr})
 	for _, tc := range []struct {
 		path, body, reason string
 		status             int
@@ -212,7 +212,7 @@ func TestUpgradeRefusedIsRelayed(t *testing.T) {
 }
 
 func TestUpgradeBackendDown(t *testing.T) {
-	s := startProxy(t, proxyTo(deadAddr(t), ""))
+	s := startOneBackendProxy(t, oneBackend{Addr: deadAddr(t)})
 	_, resp, err := dialWS(t, s.addr(), "/ws")
 	if !errors.Is(err, websocket.ErrBadHandshake) || resp == nil {
 		t.Fatalf("got %v; want %v with a response", err, websocket.ErrBadHandshake)
@@ -285,13 +285,8 @@ func startRawBackend(t *testing.T) *rawBackend {
 // returns the connection, positioned after the 101 head.
 func dialRaw(t *testing.T, proxy, path, early string) (*net.TCPConn, *bufio.Reader) {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", proxy, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := nc.(*net.TCPConn)
+	c := dialWithDeadline(t, proxy, time.Minute).(*net.TCPConn)
 	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(time.Minute))
 	req := "GET " + path + " HTTP/1.1\r\nHost: raw.test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n" + early
 	if _, err := io.WriteString(c, req); err != nil {
 		t.Fatal(err)
@@ -309,7 +304,7 @@ func dialRaw(t *testing.T, proxy, path, early string) (*net.TCPConn, *bufio.Read
 
 func TestUpgradeRawTunnel(t *testing.T) {
 	be := startRawBackend(t)
-	s := startProxy(t, proxyTo(be.addr, ""))
+	s := startOneBackendProxy(t, oneBackend{Addr: be.addr})
 	data, err := io.ReadAll(newPayload(1<<20 + 3)) // every byte value, many times
 	if err != nil {
 		t.Fatal(err)
@@ -378,7 +373,7 @@ func TestUpgradeShutdownCutsTunnels(t *testing.T) {
 	opts := append([]goleak.Option{goleak.IgnoreCurrent()}, fasthttpBackground...)
 	t.Cleanup(func() { goleak.VerifyNone(t, opts...) }) // runs last
 	be := startWSBackend(t)
-	s := startProxy(t, proxyTo(be.addr, ""))
+	s := startOneBackendProxy(t, oneBackend{Addr: be.addr})
 	c, resp, err := dialWS(t, s.addr(), "/ws")
 	if err != nil {
 		t.Fatalf("dial: %v (response %v)", err, resp)
@@ -412,18 +407,8 @@ func TestUpgradeShutdownCutsTunnels(t *testing.T) {
 // requests too, which are written to the backend by hand.
 func TestUpgradeRewritesPath(t *testing.T) {
 	be := startWSBackend(t)
-	s := startProxy(t, fmt.Sprintf(`
-[http]
-[[http.listeners]]
-address = "127.0.0.1:0"
-[[http.routes]]
-pool = "web"
-[http.routes.rewrite]
-strip_prefix = "/chat"
-[pools.web]
-[[pools.web.backends]]
-address = %q
-`, be.addr))
+	s := startOneBackendProxy(t, oneBackend{Addr: be.addr, Route: `[http.routes.rewrite]
+strip_prefix = "/chat"`})
 	c, resp, err := dialWS(t, s.addr(), "/chat/ws")
 	if err != nil {
 		status := 0
@@ -449,13 +434,9 @@ func TestUpgradeWithBodyDoesNotHang(t *testing.T) {
 		body, _ := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "%s %s upgrade=%q", r.Method, body, r.Header.Get("Upgrade"))
 	}))
-	s := startProxy(t, proxyTo(be, "response_timeout = \"20s\""))
-	c, err := net.DialTimeout("tcp", s.addr(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := startOneBackendProxy(t, oneBackend{Addr: be, Upstream: "response_timeout = \"20s\""})
+	c := dialWithDeadline(t, s.addr(), 10*time.Second)
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	req := "POST / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nContent-Length: 5\r\n\r\nhello"
 	if _, err := io.WriteString(c, req); err != nil {
 		t.Fatal(err)
