@@ -29,6 +29,7 @@
 # --perf-workloads  the same for a comma-separated list of workloads
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/needs.sh
 root=$PWD
 cmdline="scripts/bench.sh${*:+ $*}"
 
@@ -71,26 +72,7 @@ needs=(
   "taskset:util-linux"
 )
 if [ -n "$perf" ]; then needs+=("perf:linux-perf"); fi
-missing=()
-for pair in "${needs[@]}"; do
-  test=${pair%%:*} pkg=${pair#*:}
-  case "$test" in
-    /*) [ -e "$test" ] || missing+=("$pkg") ;;
-    *) command -v "$test" >/dev/null 2>&1 || missing+=("$pkg") ;;
-  esac
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    # policy-rc.d or not, the packaged services must not start: the harness
-    # runs its own instances on its own ports.
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  else
-    die "missing ${missing[*]}: install them (apt-get install ${missing[*]}) or run as root"
-  fi
-fi
+install_needs "${needs[@]}" || exit 1
 
 # Builds go to a scratch directory that git ignores.
 stamp=$(date -u +%Y-%m-%d-%H%M)

@@ -4,6 +4,7 @@
 # to `go test` (e.g. scripts/test.sh -run TestRouter -v).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/needs.sh
 
 log() { printf 'test.sh: %s\n' "$*" >&2; }
 
@@ -14,7 +15,7 @@ fi
 command -v go >/dev/null 2>&1 || { log "go is not installed; see README.md"; exit 1; }
 
 # Debian packages the tests run for real, as "command:package" pairs. Each is
-# installed with apt-get when its command is missing and we are root. A
+# installed by install_needs (scripts/lib/needs.sh) when missing. A
 # command with a / is a path pattern (the PostgreSQL server's initdb is not on
 # PATH, and psql alone is only the client).
 needs=(
@@ -22,25 +23,7 @@ needs=(
   "redis-server:redis-server"   # l4 TestRedis (with redis-benchmark, from redis-tools)
   "/usr/lib/postgresql/*/bin/initdb:postgresql"  # l4 TestPostgres (initdb, pg_ctl, postgres)
 )
-missing=()
-for pair in "${needs[@]}"; do
-  cmd=${pair%%:*} pkg=${pair#*:}
-  case $cmd in
-    */*) compgen -G "$cmd" >/dev/null || missing+=("$pkg") ;;
-    *) command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg") ;;
-  esac
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  else
-    log "missing ${missing[*]}: install them (apt-get install ${missing[*]}) or run as root"
-    exit 1
-  fi
-fi
+install_needs "${needs[@]}" || exit 1
 
 log "go vet ./..."
 go vet ./...
