@@ -69,21 +69,7 @@ func BenchmarkCacheHit(b *testing.B) {
 func BenchmarkCacheHitInMemory(b *testing.B) {
 	s, l := newCachedBenchServer(b)
 	c := inMemoryClient(b, l)
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-		defer fasthttp.ReleaseRequest(req)
-		defer fasthttp.ReleaseResponse(resp)
-		for pb.Next() {
-			req.SetRequestURI("http://shop.example.com/api/users?id=7")
-			if err := c.Do(req, resp); err != nil {
-				b.Fatal(err)
-			}
-			if resp.StatusCode() != fasthttp.StatusOK || len(resp.Body()) != 1024 {
-				b.Fatalf("got status %d, %d bytes; want 200, 1024", resp.StatusCode(), len(resp.Body()))
-			}
-		}
-	})
+	getInParallel(b, c, 1024)
 	b.StopTimer()
 	if m := s.rcache.c.Misses.Get(); m > 2 {
 		b.Errorf("misses: got %d; want 1", m)

@@ -173,21 +173,7 @@ func inMemoryClient(b *testing.B, l *listener) *fasthttp.HostClient {
 func BenchmarkProxyInMemory(b *testing.B) {
 	_, l := newBenchServer(b, fmt.Sprintf(benchConfig, ""))
 	c := inMemoryClient(b, l)
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-		defer fasthttp.ReleaseRequest(req)
-		defer fasthttp.ReleaseResponse(resp)
-		for pb.Next() {
-			req.SetRequestURI("http://shop.example.com/api/users?id=7")
-			if err := c.Do(req, resp); err != nil {
-				b.Fatal(err)
-			}
-			if resp.StatusCode() != fasthttp.StatusOK {
-				b.Fatalf("got status %d; want 200", resp.StatusCode())
-			}
-		}
-	})
+	getInParallel(b, c, -1)
 }
 
 // BenchmarkRouterMatch times picking a route; the route that matches comes
@@ -256,4 +242,25 @@ func BenchmarkPrepare(b *testing.B) {
 			}
 		})
 	}
+}
+
+// getInParallel GETs http://shop.example.com/api/users?id=7 through c from
+// parallel goroutines, failing on anything but 200 and, when bodyLen >= 0,
+// a body of that length.
+func getInParallel(b *testing.B, c *fasthttp.HostClient, bodyLen int) {
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		for pb.Next() {
+			req.SetRequestURI("http://shop.example.com/api/users?id=7")
+			if err := c.Do(req, resp); err != nil {
+				b.Fatal(err)
+			}
+			if resp.StatusCode() != fasthttp.StatusOK || bodyLen >= 0 && len(resp.Body()) != bodyLen {
+				b.Fatalf("got status %d, %d bytes; want 200, %d", resp.StatusCode(), len(resp.Body()), bodyLen)
+			}
+		}
+	})
 }
