@@ -26,8 +26,9 @@ type reqState struct {
 	requestID []byte
 	body      bodyReader
 	backend   string
-	cache     *cacheTx // from cacheLookup to cacheForward, on a miss
-	sticky    []byte   // a sticky-session cookie value issued to this client
+	cache     *cacheTx  // from cacheLookup to cacheForward, on a miss
+	sticky    []byte    // a sticky-session cookie value issued to this client
+	snap      *snapshot // the snapshot the request started with
 }
 
 var statePool = sync.Pool{New: func() any { return &reqState{buf: make([]byte, 0, 256)} }}
@@ -38,7 +39,7 @@ func releaseState(st *reqState) {
 	st.up.Reset()
 	st.body = bodyReader{}
 	st.buf, st.ip, st.requestID, st.sticky = st.buf[:0], st.ip[:0], st.requestID[:0], st.sticky[:0]
-	st.backend, st.cache = "", nil
+	st.backend, st.cache, st.snap = "", nil, nil
 	statePool.Put(st)
 }
 
@@ -119,6 +120,7 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, l *listener) {
 	}
 	st := acquireState()
 	defer releaseState(st)
+	st.snap = snap
 	if rt.redirect != nil {
 		s.redirect(ctx, rt.redirect, st)
 		s.finish(ctx, l, rt.metrics, start, st)
@@ -368,7 +370,7 @@ func (s *Server) finishResponse(ctx *fasthttp.RequestCtx, l *listener, rt *route
 	h := &ctx.Response.Header
 	removeHopHeaders(h)
 	h.ResetConnectionClose()
-	snap := s.snap.Load()
+	snap := st.snap // the request keeps its snapshot across a reload
 	if snap.forwarded.via {
 		st.buf = appendVia(st.buf[:0], h.Peek("Via"), true, snap.forwarded.viaValue)
 		h.SetBytesV("Via", st.buf)
