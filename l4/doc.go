@@ -9,8 +9,13 @@
 //     own event loops on SO_REUSEPORT sockets; the routing snapshot that a
 //     reload swaps; the ticker that asks every loop to sweep its flows.
 //   - flow.go: a flow, its two legs on one event loop, the gnet callbacks,
-//     the off-loop dial, backpressure, half-close and the sweep of
-//     timeouts. The design and its reasons are at the top of that file.
+//     backpressure, half-close and the sweep of timeouts. The design and
+//     its reasons are at the top of that file.
+//   - dial.go: connecting to a backend: a non-blocking connect on the
+//     event loop, confirmed by the first byte either way, with retries on
+//     other backends; off the loop only for host names.
+//   - gnetfd.go: handing a socket to a gnet event loop on the loop itself,
+//     through two gnet internals of the pinned gnet version.
 //   - sni.go: [HelloParser], the ClientHello parser (SNI, ALPN) over peeked
 //     bytes; the event loop never blocks on a slow hello.
 //   - proxyproto.go: PROXY protocol v1/v2, sent to backends (a pool's

@@ -45,6 +45,9 @@ var (
 	// ErrEnrollTimeout means a paused socket handed back to its event loop
 	// never opened there.
 	ErrEnrollTimeout = errors.New("l4: socket not resumed in time")
+	// errNoDirectRegister means registerFD was called without a gnet event
+	// loop it can reach (see gnetfd.go); never returned by the proxy.
+	errNoDirectRegister = errors.New("l4: gnet version without direct registration")
 	// ErrPeerGone means a paused socket's peer reset it before reading
 	// resumed.
 	ErrPeerGone = errors.New("l4: peer gone while paused")

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
@@ -41,7 +42,8 @@ import (
 // keeps a dup of the socket and returns gnet.Close, so gnet forgets the
 // socket without shutting it down. Nobody reads it, its receive buffer
 // fills, and TCP's window stops the sender. When the queue drains below
-// LowWater, the socket is handed back to the same loop with Enroll. Unread
+// LowWater, the socket is handed back to the same loop (registerFD, else
+// Enroll). Unread
 // bytes are never lost: OnTraffic has taken all of them before it parks.
 // A parked socket is still written to, through the dup, so both legs of a
 // flow congested both ways can be parked at once and its memory stays under
@@ -50,17 +52,18 @@ import (
 //
 // gnet's conn of a parked socket keeps the old descriptor number, which the
 // kernel soon gives to another connection: a leg drops its reference before
-// gnet closes it, and every call goes through the leg's current conn. The
-// hand-over back is checked first (Enroll of a socket whose peer has gone
-// fails silently inside gnet's worker) and watched by the sweep (Enroll can
-// report success without OnOpen ever running); nothing on the loop waits on
-// Enroll's channel.
+// gnet closes it, and every call goes through the leg's current conn. With
+// Enroll (a gnet other than the pinned one), the hand-over back is checked
+// first (Enroll of a socket whose peer has gone fails silently inside gnet's
+// worker) and watched by the sweep (Enroll can report success without
+// OnOpen ever running); nothing on the loop waits on Enroll's channel.
 //
 // # Closing
 //
 // A socket's EOF (gnet closes it; OnClose still sees it open) becomes a
-// write shutdown of the other socket once that socket's queue is written;
-// the other direction carries on through the dup. A flow ends normally when
+// write shutdown of the other socket once that socket's queue is written
+// (or its close, when that ends the flow); the other direction carries on
+// through a dup. A flow ends normally when
 // both sides have reached EOF and both queues are empty, so no byte is lost
 // on close; on a reset, an error or a timeout it is cut.
 //
@@ -80,9 +83,16 @@ type flow struct {
 	ct      conntrack.ID   // in the server's flow table; 0 when not in it
 	peer    netip.AddrPort // the client: its socket's peer, or what its PROXY header says
 	proxyOK bool           // the first bytes have passed the PROXY policy
-	// sendProxy is the PROXY header to send the backend, set when a pool
-	// is chosen: the listener's send_proxy, else the pool's; 0: none.
-	sendProxy ProxyVersion
+	// The backend being dialed (dial.go): the pool and key of the picks,
+	// the attempt in progress, the backends tried (a set of backendBit),
+	// and why the flow ends if no attempt is left. pool is nil once open.
+	pool    *lb.Pool
+	key     lb.Key
+	attempt int
+	tried   uint64
+	why     closeReason
+	dialErr error
+	bid     conntrack.BackendID // the flow table's ID of the leased backend
 	// spliceOut: the spliced direction is backend to client.
 	spliceOut bool
 	start     int64 // accept time, nanotime
@@ -115,15 +125,17 @@ type leg struct {
 	// sets c to nil first.
 	c gnet.Conn
 
-	// conn is portico's own dup of the socket, made the first time it is
-	// needed: to wait for writability, to keep the socket open while
-	// parked or after EOF. wfd is its descriptor; -1 without conn.
+	// wfd is portico's own dup of the socket, made the first time it is
+	// needed: to keep the socket open while parked or after EOF (own);
+	// -1 without one. conn wraps it on Go's poller, made only to wait for
+	// writability or to splice (pollable); wfd is then conn's descriptor.
+	wfd  int
 	conn *net.TCPConn
 	rc   syscall.RawConn
-	wfd  int
 
 	q queue // bytes queued for this socket
 
+	connecting  bool  // the backend, dialed on the loop, is not confirmed connected yet
 	waiting     bool  // a goroutine waits for the socket to be writable
 	parked      bool  // not read, for backpressure
 	enrolling   bool  // a parked socket was handed back to the loop; OnOpen pending
@@ -132,16 +144,13 @@ type leg struct {
 	shutPending bool  // shut the write side down once q is empty
 	shut        bool  // the write side is shut down
 
-	writable gnet.Runnable // runs onWritable on the loop
+	writable gnet.Runnable // runs onWritable on the loop; made on first use
 }
 
 func newFlow(lp *loop, c gnet.Conn) *flow {
 	f := &flow{lp: lp, start: nanotime(), last: lp.now, proxyOK: true}
 	f.client = leg{f: f, peer: &f.backend, c: c, wfd: -1}
 	f.backend = leg{f: f, peer: &f.client, wfd: -1}
-	for _, g := range []*leg{&f.client, &f.backend} {
-		g.writable = gnet.RunnableFunc(func(context.Context) error { g.onWritable(); return nil })
-	}
 	return f
 }
 
@@ -150,10 +159,10 @@ func (g *leg) queued() int { return g.q.len() }
 // fd is the socket's descriptor for writes: the dup when there is one, else
 // gnet's while its conn is open; -1 when the socket is not connected yet.
 func (g *leg) fd() int {
-	if g.conn != nil {
+	switch {
+	case g.wfd >= 0:
 		return g.wfd
-	}
-	if g.c != nil {
+	case g.c != nil && !g.connecting:
 		return g.c.Fd()
 	}
 	return -1
@@ -162,6 +171,11 @@ func (g *leg) fd() int {
 // send writes b to the socket, queuing what the kernel does not take. Bytes
 // for a socket not connected yet are queued until it is.
 func (g *leg) send(b []byte) error {
+	if g.connecting {
+		g.q.push(&g.f.lp.chunks, b)
+		g.f.pushConnecting()
+		return nil
+	}
 	fd := g.fd()
 	if g.queued() > 0 || fd < 0 {
 		g.q.push(&g.f.lp.chunks, b)
@@ -220,26 +234,62 @@ func writeSome(fd int, b []byte) (int, error) {
 // own makes the leg's dup of its socket, if it has none, from gnet's
 // descriptor, which must be open.
 func (g *leg) own() error {
-	if g.conn != nil {
+	if g.wfd >= 0 {
 		return nil
 	}
 	if g.c == nil {
 		panic("BUG: l4: own called on a leg with neither conn")
 	}
-	conn, err := fileConn(g.c.Fd())
+	fd, err := unix.FcntlInt(uintptr(g.c.Fd()), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("cannot dup socket: %w", os.NewSyscallError("fcntl", err))
+	}
+	g.wfd = fd
+	return nil
+}
+
+// pollable gives the leg a conn on Go's poller, for a goroutine to wait on
+// or splice with; it replaces the leg's dup, made first if need be.
+func (g *leg) pollable() error {
+	if g.conn != nil {
+		return nil
+	}
+	if err := g.own(); err != nil {
+		return err
+	}
+	conn, err := fileConn(g.wfd)
 	if err != nil {
 		return err
 	}
+	var nfd int
 	rc, err := conn.SyscallConn()
 	if err == nil {
-		err = rc.Control(func(fd uintptr) { g.wfd = int(fd) })
+		err = rc.Control(func(fd uintptr) { nfd = int(fd) })
 	}
 	if err != nil {
 		conn.Close()
 		return fmt.Errorf("cannot use dup of socket: %w", err)
 	}
-	g.conn, g.rc = conn, rc
+	unix.Close(g.wfd)
+	g.wfd, g.conn, g.rc = nfd, conn, rc
 	return nil
+}
+
+// release closes the leg's own descriptor, if any; with reset, so that
+// the peer gets a reset.
+func (g *leg) release(reset bool) {
+	if g.wfd < 0 {
+		return
+	}
+	if reset {
+		_ = unix.SetsockoptLinger(g.wfd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	}
+	if g.conn != nil {
+		g.conn.Close()
+	} else {
+		unix.Close(g.wfd)
+	}
+	g.wfd, g.conn, g.rc = -1, nil, nil
 }
 
 // fileConn returns a *net.TCPConn on a dup of fd; fd stays the caller's.
@@ -269,10 +319,13 @@ func (g *leg) waitWritable() error {
 	if g.waiting {
 		return nil
 	}
-	if err := g.own(); err != nil {
+	if err := g.pollable(); err != nil {
 		return err
 	}
 	g.waiting = true
+	if g.writable == nil {
+		g.writable = gnet.RunnableFunc(func(context.Context) error { g.onWritable(); return nil })
+	}
 	go awaitWritable(g.rc, g.f.lp.el, g.writable)
 	return nil
 }
@@ -301,6 +354,10 @@ func (g *leg) onWritable() {
 	g.waiting = false
 	f := g.f
 	if f.state == stateClosed || f.state == stateSpliced || g.conn == nil {
+		return
+	}
+	if g.connecting {
+		f.pushConnecting()
 		return
 	}
 	before := g.queued()
@@ -346,11 +403,25 @@ func (g *leg) park() bool {
 	return true
 }
 
-// unpark hands a parked socket back to the loop. OnOpen ends the hand-over,
+// unpark hands a parked socket back to the loop: at once with registerFD
+// (gnet gets a dup of its own), else with Enroll. OnOpen ends the hand-over,
 // or the sweep does after enrollTimeout: gnet's Enroll may report success
 // and never open the conn, so nothing waits on its result channel.
 func (g *leg) unpark() {
 	f := g.f
+	if f.lp.elp != nil {
+		fd, err := unix.FcntlInt(uintptr(g.wfd), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			f.end(nil, closeReset, fmt.Errorf("cannot resume reading: %w", os.NewSyscallError("fcntl", err)))
+			return
+		}
+		g.enrolling = true // OnOpen, before registerFD returns, ends it
+		if err := registerFD(f.lp.elp, fd, nil, nil, g); err != nil {
+			g.enrolling = false
+			f.end(nil, closeShutdown, fmt.Errorf("cannot resume reading: %w", err))
+		}
+		return
+	}
 	// Enroll of a socket without a peer address fails inside gnet's worker
 	// without a word (the address it reads is nil). A TCP connection loses
 	// its peer address when it is reset, and when both FINs have crossed
@@ -419,6 +490,11 @@ func (g *leg) drain() {
 // backend once dialed, or a parked socket coming back.
 func (g *leg) opened(c gnet.Conn) gnet.Action {
 	f := g.f
+	if g.connecting && g.c == nil {
+		// registerFD of a dial on the loop: the rest is the dialer's.
+		g.c = c
+		return gnet.None
+	}
 	if f.state == stateClosed || g.c != nil {
 		return gnet.Close // OnClose ignores it: g.c is not c
 	}
@@ -428,21 +504,11 @@ func (g *leg) opened(c gnet.Conn) gnet.Action {
 		f.setOpenState()
 		return gnet.None
 	}
-	// The backend is connected.
+	// The backend, dialed off the loop, is connected.
 	f.state = stateOpen
+	f.pool = nil
 	f.last = f.lp.now
 	f.setOpenState()
-	if v := f.sendProxy; v != 0 {
-		// The header goes before the client's bytes held so far.
-		var q queue
-		q.push(&f.lp.chunks, AppendProxyHeader(make([]byte, 0, 64), v, f.peer, f.localAddr()))
-		for g.queued() > 0 {
-			b := g.q.front()
-			q.push(&f.lp.chunks, b)
-			g.q.discard(&f.lp.chunks, len(b))
-		}
-		g.q = q
-	}
 	if err := g.flush(); err != nil {
 		g.c = nil
 		f.end(nil, closeReset, err)
@@ -457,6 +523,12 @@ func (g *leg) opened(c gnet.Conn) gnet.Action {
 func (g *leg) closeWrite() {
 	g.shutPending = true
 	if g.queued() == 0 && g.fd() >= 0 {
+		if g.eof && g.peer.eof && g.peer.queued() == 0 {
+			// Both ways are done and the flow ends now: closing the
+			// socket, whose bytes have all been read, sends the FIN.
+			g.shutPending, g.shut = false, true
+			return
+		}
 		g.shutdownWrite()
 	}
 }
@@ -506,7 +578,9 @@ func (f *flow) maybeDone() {
 
 // end closes the flow: both sockets, the lease, the loop's entry. cur is
 // the conn whose callback is running, which the caller closes by returning
-// gnet.Close (or which gnet is closing); nil when none.
+// gnet.Close (or which gnet is closing); nil when none. The loop's cur is
+// never closed here either: its callback returns gnet.Close when it finds
+// its flow closed.
 func (f *flow) end(cur gnet.Conn, why closeReason, err error) {
 	if f.state == stateClosed {
 		return
@@ -516,17 +590,11 @@ func (f *flow) end(cur gnet.Conn, why closeReason, err error) {
 	for _, g := range []*leg{&f.client, &f.backend} {
 		if c := g.c; c != nil {
 			g.c = nil
-			if c != cur {
+			if c != cur && c != f.lp.cur {
 				_ = f.lp.el.Close(c)
 			}
 		}
-		if g.conn != nil {
-			if why == closeReset {
-				_ = g.conn.SetLinger(0) // pass the reset on
-			}
-			g.conn.Close()
-			g.conn, g.rc, g.wfd = nil, nil, -1
-		}
+		g.release(why == closeReset) // a reset is passed on
 		g.q.reset(&f.lp.chunks)
 	}
 	if f.leased {
@@ -553,139 +621,6 @@ func (f *flow) end(cur gnet.Conn, why closeReason, err error) {
 	}
 }
 
-// connect starts dialing a backend of pool off the loop.
-func (f *flow) connect(pool *lb.Pool) {
-	l := f.lp.l
-	var key lb.Key
-	switch pool.HashKey().Source {
-	case lb.HashClientIP:
-		key.Hash = hashAddr(f.peer.Addr())
-	case lb.HashSNI:
-		if f.sni != "" {
-			key.Hash = lb.HashString(f.sni)
-		}
-	}
-	f.sendProxy = l.sendProxy
-	if f.sendProxy == 0 {
-		f.sendProxy = proxyVersion(pool.SendProxy())
-	}
-	f.state = stateDialing
-	f.dialBy = nanotime() + l.dialBudget
-	l.srv.flows.SetState(f.ct, conntrack.StateConnecting)
-	l.srv.dials.Add(1)
-	go l.srv.dial(f, f.lp.el, pool, key, l.cfg.ConnectTimeout, *l.cfg.ConnectRetries, &l.m)
-}
-
-// hashAddr hashes an IP address for lb.Key: the 4-byte form of an IPv4
-// address, so that a v4-mapped IPv6 client hashes alike; 0 (no key) for
-// the zero Addr.
-func hashAddr(a netip.Addr) uint64 {
-	a = a.Unmap()
-	switch {
-	case a.Is4():
-		b := a.As4()
-		return lb.Hash(b[:])
-	case a.Is6():
-		b := a.As16()
-		return lb.Hash(b[:])
-	}
-	return 0
-}
-
-// addrPort converts a gnet address.
-func addrPort(a net.Addr) netip.AddrPort {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.AddrPort()
-	}
-	return netip.AddrPort{}
-}
-
-// dial picks a backend and connects to it, trying others after a failure,
-// and hands the outcome to f's loop. It runs on its own goroutine, which
-// ends within (retries+1) × timeout or when the server shuts down.
-func (s *Server) dial(f *flow, el gnet.EventLoop, pool *lb.Pool, key lb.Key, timeout time.Duration, retries int, m *listenerMetrics) {
-	defer s.dials.Done()
-	d := net.Dialer{Timeout: timeout}
-	why, err := closeNoBackend, error(nil)
-	var tried uint64
-	for attempt := 0; attempt <= retries; attempt++ {
-		lease, perr := pickUntried(pool, key, attempt, tried)
-		if perr != nil {
-			err = perr
-			break
-		}
-		tried |= backendBit(lease.Backend)
-		nc, derr := d.DialContext(s.ctx, "tcp", lease.Address)
-		if derr != nil {
-			lease.Release(lb.Failure)
-			m.connectErrors.Inc()
-			s.flows.ConnectError(s.backendID(pool.Name, lease.Backend))
-			why, err = closeConnectFailed, fmt.Errorf("dial backend %s: %w", lease.Name, derr)
-			if s.ctx.Err() != nil {
-				break
-			}
-			continue
-		}
-		tc := nc.(*net.TCPConn)
-		bid := s.backendID(pool.Name, lease.Backend)
-		task := gnet.RunnableFunc(func(context.Context) error { f.dialed(lease, bid, tc); return nil })
-		if el.Execute(context.Background(), task) != nil {
-			nc.Close()
-			lease.Release(lb.Canceled)
-		}
-		return
-	}
-	_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		f.end(nil, why, err)
-		return nil
-	}))
-}
-
-// pickUntried picks a backend for a connect attempt, passing over those in
-// tried (a set of backendBit): a policy may hand a retry the backend that
-// just failed (round robin over two backends does when picks interleave),
-// so it is asked again, at most once per backend. Each new ask adds the pool
-// size to Attempt, which perturbs a hashing policy. When every backend has
-// been tried, the last pick is returned.
-func pickUntried(p *lb.Pool, key lb.Key, attempt int, tried uint64) (lb.Lease, error) {
-	n := len(p.Backends())
-	key.Attempt = uint32(attempt)
-	b, err := p.Pick(key)
-	for i := 1; i <= n && err == nil && tried&backendBit(b.Backend) != 0; i++ {
-		b.Release(lb.Canceled)
-		key.Attempt = uint32(attempt + i*n)
-		b, err = p.Pick(key)
-	}
-	return b, err
-}
-
-// backendBit is b's member of a set of tried backends; backends past the
-// 64th are not tracked.
-func backendBit(b *lb.Backend) uint64 {
-	if b.Index >= 64 {
-		return 0
-	}
-	return 1 << b.Index
-}
-
-// dialed runs on the loop with a connected backend socket.
-func (f *flow) dialed(lease lb.Lease, bid conntrack.BackendID, nc *net.TCPConn) {
-	if f.state != stateDialing {
-		nc.Close()
-		lease.Release(lb.Canceled)
-		return
-	}
-	f.lease, f.leased = lease, true
-	f.lp.l.srv.flows.SetBackend(f.ct, bid)
-	if _, err := f.lp.el.Enroll(gnet.NewContext(context.Background(), &f.backend), nc); err != nil {
-		nc.Close()
-		f.end(nil, closeShutdown, err)
-		return
-	}
-	// OnOpen of the backend, or the sweep at dialBy, ends the wait.
-	f.dialBy = nanotime() + int64(enrollTimeout)
-}
-
 // loop is what one event loop keeps for one listener; touched only on that
 // loop, except el, which is safe for concurrent use.
 type loop struct {
@@ -700,11 +635,20 @@ type loop struct {
 	now     int64 // nanotime at the last sweep, accept or read
 	head    *flow
 
+	// elp is the gnet event loop for registerFD; nil: backends are
+	// dialed off the loop.
+	elp unsafe.Pointer
+	// cur is the conn whose OnOpen, OnTraffic or OnClose is running, if
+	// any: flow.end leaves it to the callback to close.
+	cur gnet.Conn
+	// targets caches the parsed addresses of backends.
+	targets map[*lb.Backend]*target
+
 	sweepTask gnet.Runnable
 }
 
 func newLoop(l *listener, el gnet.EventLoop) *loop {
-	lp := &loop{l: l, el: el, now: nanotime(), shard: int(l.srv.nextShard.Add(1) - 1)}
+	lp := &loop{l: l, el: el, now: nanotime(), shard: int(l.srv.nextShard.Add(1) - 1), elp: loopPointer(el)}
 	lp.sweepTask = gnet.RunnableFunc(func(context.Context) error { lp.sweep(); return nil })
 	return lp
 }
@@ -740,7 +684,11 @@ func (lp *loop) sweep() {
 		case (f.state == stateHello || f.state == stateProxy) && now-f.start > l.hello:
 			f.end(nil, closeHelloTimeout, ErrHelloTimeout)
 		case f.state == stateDialing && now > f.dialBy:
-			f.end(nil, closeEnrollTimeout, ErrConnectTimeout)
+			if f.backend.connecting {
+				f.connectDue()
+			} else {
+				f.end(nil, closeEnrollTimeout, ErrConnectTimeout)
+			}
 		case l.lifetime > 0 && now-f.start > l.lifetime:
 			f.end(nil, closeLifetime, nil)
 		case l.idle > 0 && now-f.last > l.idle && f.state != stateSpliced:
@@ -796,7 +744,13 @@ func (l *listener) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	default:
 		f.proxyOK = false
 	}
-	return nil, f.route(c)
+	lp.cur = c
+	action := f.route(c)
+	lp.cur = nil
+	if f.state == stateClosed {
+		return nil, gnet.Close
+	}
+	return nil, action
 }
 
 // route starts a flow whose PROXY header, if any, is done: it waits for the
@@ -871,7 +825,25 @@ func (l *listener) OnTraffic(c gnet.Conn) gnet.Action {
 	if g == nil || g.c != c {
 		return gnet.Close
 	}
+	lp := g.f.lp
+	lp.cur = c
+	action := l.onTraffic(g, c)
+	lp.cur = nil
+	if g.f.state == stateClosed {
+		return gnet.Close
+	}
+	return action
+}
+
+func (l *listener) onTraffic(g *leg, c gnet.Conn) gnet.Action {
 	f := g.f
+	if g.connecting {
+		// The backend spoke first: it is connected.
+		f.established()
+		if f.state == stateClosed {
+			return gnet.Close
+		}
+	}
 	switch {
 	case f.state == stateProxy:
 		return f.onProxy(c)
@@ -907,6 +879,9 @@ func (l *listener) OnTraffic(c gnet.Conn) gnet.Action {
 		f.end(c, closeReset, err)
 		return gnet.Close
 	}
+	if f.state == stateClosed {
+		return gnet.Close // no backend could be connected
+	}
 	if q := p.queued(); q > l.cfg.HighWater {
 		if q+g.queued() > l.cfg.MaxFlowBuffer {
 			l.warn("tcp connection over max_flow_buffer: closed", "queued", q+g.queued())
@@ -917,7 +892,7 @@ func (l *listener) OnTraffic(c gnet.Conn) gnet.Action {
 			return gnet.Close
 		}
 	}
-	if p.eof && g.shut && p.queued() == 0 && !p.waiting && p.conn != nil {
+	if p.eof && g.shut && p.queued() == 0 && !p.waiting && p.wfd >= 0 {
 		return f.splice(g)
 	}
 	return gnet.None
@@ -927,8 +902,11 @@ func (l *listener) OnTraffic(c gnet.Conn) gnet.Action {
 // OnTraffic, is the only side still sending, and everything for its peer
 // has been written. The caller returns the result.
 func (f *flow) splice(g *leg) gnet.Action {
-	if err := g.own(); err != nil {
+	if err := g.pollable(); err != nil {
 		return gnet.None // the event loop carries on
+	}
+	if err := g.peer.pollable(); err != nil {
+		return gnet.None
 	}
 	g.c = nil
 	f.state = stateSpliced
@@ -1033,7 +1011,42 @@ func (l *listener) OnClose(c gnet.Conn, err error) gnet.Action {
 	if g == nil || g.c != c {
 		return gnet.None
 	}
+	lp := g.f.lp
+	prev := lp.cur
+	lp.cur = c
+	l.onClose(g, c, err)
+	lp.cur = prev
+	return gnet.None
+}
+
+func (l *listener) onClose(g *leg, c gnet.Conn, err error) {
 	f := g.f
+	if g.connecting && err != nil {
+		// A backend dialed on the loop, closed before a byte moved: a
+		// failed connect, unless it was an orderly close of a connected
+		// socket.
+		cerr := err
+		if errors.Is(err, io.EOF) {
+			e, gerr := unix.GetsockoptInt(c.Fd(), unix.SOL_SOCKET, unix.SO_ERROR)
+			switch {
+			case gerr != nil:
+				cerr = os.NewSyscallError("getsockopt", gerr)
+			case e != 0:
+				cerr = os.NewSyscallError("connect", unix.Errno(e))
+			default:
+				cerr = nil
+			}
+		}
+		if cerr != nil {
+			g.c = nil
+			f.connectFailed(cerr)
+			return
+		}
+		f.established()
+		if f.state == stateClosed {
+			return
+		}
+	}
 	if err != nil && errors.Is(err, io.EOF) && f.state >= stateDialing {
 		// Half-close. gnet closes its descriptor after OnClose returns;
 		// a dup keeps the socket for the bytes still to write to it.
@@ -1041,7 +1054,7 @@ func (l *listener) OnClose(c gnet.Conn, err error) gnet.Action {
 			if oerr := g.own(); oerr != nil {
 				g.c = nil
 				f.end(nil, closeReset, oerr)
-				return gnet.None
+				return
 			}
 		}
 		g.c = nil
@@ -1051,7 +1064,7 @@ func (l *listener) OnClose(c gnet.Conn, err error) gnet.Action {
 		if f.state == stateOpen {
 			f.setOpenState()
 		}
-		return gnet.None
+		return
 	}
 	g.c = nil
 	why := closeReset
@@ -1064,7 +1077,7 @@ func (l *listener) OnClose(c gnet.Conn, err error) gnet.Action {
 		why = closeBadProxy
 	}
 	f.end(nil, why, err)
-	return gnet.None
+	return
 }
 
 // clockBase anchors nanotime.

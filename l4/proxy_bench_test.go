@@ -133,3 +133,52 @@ func BenchmarkProxyReply(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkProxyConnect opens b.N connections, one after the other, each
+// sending a byte that the backend answers before it closes: a new backend
+// connection per client connection, as l4-close in bench/. It reports the
+// proxy process's CPU time per connection.
+//
+//	go test ./l4 -run '^$' -bench ProxyConnect -benchtime 5000x
+func BenchmarkProxyConnect(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 1)
+				if _, err := io.ReadFull(c, buf); err == nil {
+					c.Write(buf)
+				}
+			}()
+		}
+	}()
+	p := startProxyProcess(b, ln.Addr().String(), 4<<20, 2<<20)
+	buf := make([]byte, 1)
+	b.ResetTimer()
+	for range b.N {
+		c, err := net.DialTimeout("tcp", p.addr, 5*time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.Write([]byte("x"))
+		if _, err := io.ReadFull(c, buf); err != nil {
+			b.Fatal(err)
+		}
+		if n, _ := io.Copy(io.Discard, c); n != 0 {
+			b.Fatalf("got %d more bytes; want EOF", n)
+		}
+		c.Close()
+	}
+	b.StopTimer()
+	_, cpu := p.stop(b)
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/conn")
+}
