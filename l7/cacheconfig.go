@@ -13,8 +13,8 @@ import (
 // the routes with `[http.routes.cache] enabled = true` share.
 type CacheConfig struct {
 	// MaxBytes is the memory budget of stored responses (bodies, headers
-	// and keys). Default 268435456 (256 MiB). Read at start; a reload does
-	// not resize it.
+	// and keys). Default 268435456 (256 MiB). A reload resizes the cache;
+	// a smaller budget evicts at once.
 	MaxBytes int64 `toml:"max_bytes"`
 	// HeuristicFraction of the time since Last-Modified is the freshness
 	// lifetime of a response that states none (RFC 9111 section 4.2.2);
@@ -51,9 +51,9 @@ type RouteCacheConfig struct {
 	// Last-Modified for a heuristic. "0s": such responses are stored only
 	// with a validator, and revalidated before each use. Default "0s".
 	DefaultTTL time.Duration `toml:"default_ttl"`
-	// MaxObjectBytes is the largest body stored; larger bodies, and those
-	// without Content-Length, stream through unstored. Default 8388608
-	// (8 MiB).
+	// MaxObjectBytes is the largest body stored, with Content-Length or
+	// chunked; a body streams to the client as it is stored, and one that
+	// turns out larger streams through unstored. Default 8388608 (8 MiB).
 	MaxObjectBytes int64 `toml:"max_object_bytes"`
 	// StoreSetCookie lets responses with Set-Cookie be stored (and the
 	// cookie served to everyone). Default false.

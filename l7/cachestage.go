@@ -3,9 +3,12 @@ package l7
 import (
 	"bytes"
 	"io"
+	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -28,8 +31,9 @@ type routeCache struct {
 	maxObject    int64
 	lockTimeout  time.Duration
 	statusHeader string
-	status       *[numOutcomes]string // Cache-Status values; "" sends none
-	capability   string               // Surrogate-Capability sent upstream; "" none
+	status       *[numOutcomes]string                     // Cache-Status values; "" sends none
+	capability   string                                   // Surrogate-Capability sent upstream; "" none
+	blank        *atomic.Pointer[fasthttp.ResponseHeader] // the Server's; see prepareEntry
 }
 
 // outcome is what the cache did for one request.
@@ -70,6 +74,10 @@ type serverCache struct {
 	mu     sync.Mutex
 	c      *cache.Cache
 	budget int64 // the max_bytes it was made with
+	// blank is an empty response header with the listeners' flags
+	// (NoDefaultDate, NoDefaultContentType), taken from the first request
+	// that reaches a cached route; every listener has the same.
+	blank atomic.Pointer[fasthttp.ResponseHeader]
 }
 
 func (s *Server) buildRouteCache(cfg *Config, rc *RouteCacheConfig) (*routeCache, error) {
@@ -84,9 +92,6 @@ func (s *Server) buildRouteCache(cfg *Config, rc *RouteCacheConfig) (*routeCache
 			return nil, err
 		}
 		s.rcache.c, s.rcache.budget = c, cfg.Cache.MaxBytes
-	} else if cfg.Cache.MaxBytes != s.rcache.budget {
-		s.log.Warn("http.cache.max_bytes changes only with a restart; the cache keeps its budget",
-			"running", s.rcache.budget, "configured", cfg.Cache.MaxBytes)
 	}
 	spec, err := keySpec(rc.Key)
 	if err != nil {
@@ -99,6 +104,7 @@ func (s *Server) buildRouteCache(cfg *Config, rc *RouteCacheConfig) (*routeCache
 		maxObject:    rc.MaxObjectBytes,
 		lockTimeout:  cfg.Cache.LockTimeout,
 		statusHeader: *cfg.Cache.StatusHeader,
+		blank:        &s.rcache.blank,
 		status:       &[numOutcomes]string{},
 		policy: cache.Policy{
 			DefaultTTL: rc.DefaultTTL, HeuristicFraction: *cfg.Cache.HeuristicFraction,
@@ -134,6 +140,23 @@ func (s *Server) Purge(key, prefix string, all bool) int {
 	return c.PurgeKey(key)
 }
 
+// SetCacheBudget resizes the cache to maxBytes (http.cache.max_bytes) on a
+// reload, once the new config is live; a smaller budget evicts at once.
+// With no cache yet, the first config that enables one sizes it.
+func (s *Server) SetCacheBudget(maxBytes int64) {
+	s.rcache.mu.Lock()
+	defer s.rcache.mu.Unlock()
+	if s.rcache.c == nil || maxBytes == s.rcache.budget {
+		return
+	}
+	if err := s.rcache.c.SetMaxBytes(maxBytes); err != nil {
+		s.log.Warn("cannot resize the cache", "max_bytes", maxBytes, "error", err)
+		return
+	}
+	s.log.Info("cache resized", "from", s.rcache.budget, "to", maxBytes)
+	s.rcache.budget = maxBytes
+}
+
 func (s *Server) closeCache() {
 	s.rcache.mu.Lock()
 	defer s.rcache.mu.Unlock()
@@ -154,14 +177,31 @@ type cacheTx struct {
 	served     *cache.Entry // the entry the response came from
 	outcome    outcome
 	ageBuf     [24]byte
+	// up is the backend's response on a miss (see cachebody.go), until
+	// cacheResponse moves it to the client's.
+	up *fasthttp.Response
+	// flight is the coalesced miss this request leads, until it ends or
+	// the response's body takes it over.
+	flight *cache.Flight
 }
 
 var txPool = sync.Pool{New: func() any { return &cacheTx{key: make([]byte, 0, 256), path: make([]byte, 0, 128)} }}
 
 func releaseTx(tx *cacheTx) {
-	tx.rc, tx.stale, tx.served = nil, nil, nil
+	if tx.up != nil {
+		fasthttp.ReleaseResponse(tx.up)
+	}
+	tx.rc, tx.stale, tx.served, tx.up, tx.flight = nil, nil, nil, nil, nil
 	tx.key, tx.path = tx.key[:0], tx.path[:0]
 	txPool.Put(tx)
+}
+
+// upstream is the Response forward has the backend's answer read into.
+func (tx *cacheTx) upstream() *fasthttp.Response {
+	if tx.up == nil {
+		tx.up = fasthttp.AcquireResponse()
+	}
+	return tx.up
 }
 
 // cacheLookup runs before the upstream request is built: it answers a GET
@@ -176,6 +216,11 @@ func (s *Server) cacheLookup(ctx *fasthttp.RequestCtx, l *listener, snap *snapsh
 	rc := rt.cache
 	tx := txPool.Get().(*cacheTx)
 	tx.rc, tx.outcome = rc, oMiss
+	if rc.blank.Load() == nil {
+		b := new(fasthttp.ResponseHeader)
+		ctx.Response.Header.CopyTo(b) // untouched yet: empty, with the server's flags
+		rc.blank.Store(b)
+	}
 	h := &ctx.Request.Header
 	tx.reqCC.Reset()
 	cc := h.Peek("Cache-Control")
@@ -270,7 +315,13 @@ func (s *Server) cacheForward(ctx *fasthttp.RequestCtx, l *listener, snap *snaps
 		f, lead := rc.c.Join(tx.key)
 		rc.c.Misses.Inc() // after Join: a test waits for every miss to have joined
 		if lead {
-			defer rc.c.Leave(tx.key, f)
+			tx.flight = f
+			defer func() {
+				if tx.flight != nil { // not taken over by a body being stored
+					rc.c.Leave(tx.key, tx.flight)
+					tx.flight = nil
+				}
+			}()
 		} else if f.Wait(rc.lockTimeout) {
 			now := rc.c.Now()
 			if e2 := rc.c.Get(tx.key, h); e2 != nil && e2.Decide(now, &tx.reqCC, tx.pragma) == cache.Fresh {
@@ -316,61 +367,97 @@ func (s *Server) cacheForward(ctx *fasthttp.RequestCtx, l *listener, snap *snaps
 }
 
 // cacheResponse runs in forward when a backend has answered a request of
-// cacheForward, before the response is cleaned for the client: it
-// refreshes a revalidated entry on 304, or stores a storable response.
+// cacheForward into tx.up, before the response is cleaned for the client:
+// it refreshes a revalidated entry on 304, or moves the response to the
+// client's, its body stored on the way when the response is storable.
 func (s *Server) cacheResponse(ctx *fasthttp.RequestCtx, st *reqState) {
 	tx := st.cache
 	rc := tx.rc
-	resp := &ctx.Response
-	status := resp.StatusCode()
+	up := tx.up
+	tx.up = nil
+	status := up.StatusCode()
 	now := rc.c.Now()
 	if tx.stale != nil && status == fasthttp.StatusNotModified {
 		rc.c.Revalidations.Inc()
-		n := tx.stale.Refresh(responseFields(&resp.Header), tx.reqTime, now, &rc.policy)
+		n := tx.stale.Refresh(responseFields(&up.Header), tx.reqTime, now, &rc.policy)
+		_ = up.CloseBodyStream()
+		fasthttp.ReleaseResponse(up)
+		rc.prepareEntry(n)
 		rc.c.Put(tx.key, n, &ctx.Request.Header)
 		fillFromEntry(ctx, n, now, tx)
 		tx.served, tx.outcome = n, oRevalidated
 		return
 	}
+	t, e := s.storeBody(ctx, st, up, status, now)
+	streamed := up.IsBodyStream()
+	moveResponse(ctx, up, t) // up, and t unless streamed, are gone after
+	switch {
+	case t == nil:
+	case !streamed:
+		tx.served, tx.outcome = e, oStored
+	case len(ctx.Request.Header.Peek("If-None-Match")) > 0 || len(ctx.Request.Header.Peek("If-Modified-Since")) > 0:
+		// The client may get a 304 from the entry: read the body first.
+		if t.fill() {
+			tx.served, tx.outcome = e, oStored
+		}
+	default:
+		tx.outcome = oStored // as it streams; not stored if it is cut short
+	}
+}
+
+// storeBody returns the body tee that stores the backend's response up,
+// with its entry, or nil when up is not to be stored.
+func (s *Server) storeBody(ctx *fasthttp.RequestCtx, st *reqState, up *fasthttp.Response, status int, now time.Time) (*cacheBody, *cache.Entry) {
+	tx := st.cache
+	rc := tx.rc
 	if string(ctx.Method()) != "GET" || isServerError(status) && tx.stale != nil && tx.stale.StaleIfError(now, &tx.reqCC) {
-		return
+		return nil, nil
 	}
-	e := cache.NewEntry(status, responseFields(&resp.Header), nil, tx.reqTime, now, &rc.policy)
+	e := cache.NewEntry(status, responseFields(&up.Header), nil, tx.reqTime, now, &rc.policy)
 	if !e.Storable(&tx.reqCC, tx.authorized, &rc.policy) {
-		return
+		return nil, nil
 	}
-	cl := resp.Header.ContentLength()
+	cl := up.Header.ContentLength()
 	if status == fasthttp.StatusNoContent {
 		cl = 0 // no body, whatever the framing said
 	}
-	if cl < 0 || int64(cl) > rc.maxObject {
-		return // streamed through, not stored
+	if cl == -2 || int64(cl) > rc.maxObject {
+		// -2: a body up to the connection's close, whose cut cannot be
+		// told from its end. Either way it streams through unstored.
+		return nil, nil
 	}
-	body, err := readBody(resp, cl)
-	if err != nil {
-		s.fail(ctx, nil, fasthttp.StatusBadGateway, "backend response body cut short")
-		return
-	}
-	e.SetBody(body)
 	e.Backend = st.backend
-	resp.SetBodyRaw(body)
-	rc.c.Put(tx.key, e, &ctx.Request.Header)
-	tx.served, tx.outcome = e, oStored
+	t := cacheBodies.Get().(*cacheBody)
+	t.storing, t.rc, t.e, t.max, t.want = true, rc, e, rc.maxObject, cl
+	t.key = append([]byte(nil), tx.key...)
+	if cl > 0 {
+		t.buf = make([]byte, 0, cl)
+	}
+	if len(e.Vary) > 0 {
+		t.vary = fasthttp.AcquireRequest()
+		ctx.Request.Header.CopyTo(&t.vary.Header)
+	}
+	t.flight, tx.flight = tx.flight, nil
+	return t, e
 }
 
-// readBody reads a response body of n bytes whole and releases the
-// backend connection.
-func readBody(resp *fasthttp.Response, n int) ([]byte, error) {
+// readBody reads a response body whole, up to max bytes, and releases the
+// backend connection; ok is false for a longer body or a cut one.
+func readBody(resp *fasthttp.Response, max int64) (body []byte, ok bool) {
 	r := resp.BodyStream()
 	if r == nil {
-		return append([]byte(nil), resp.Body()...), nil
+		return append([]byte(nil), resp.Body()...), int64(len(resp.Body())) <= max
 	}
-	buf := make([]byte, n)
-	_, err := io.ReadFull(r, buf)
-	if cerr := resp.CloseBodyStream(); err == nil && cerr != nil {
+	cl := resp.Header.ContentLength()
+	if cl == -2 || int64(cl) > max {
+		_ = resp.CloseBodyStream()
+		return nil, false
+	}
+	body, err := io.ReadAll(io.LimitReader(r, max+1))
+	if cerr := resp.CloseBodyStream(); err == nil {
 		err = cerr
 	}
-	return buf, err
+	return body, err == nil && int64(len(body)) <= max && (cl < 0 || len(body) == cl)
 }
 
 // responseFields copies the end-to-end fields of a backend's response. Age
@@ -408,14 +495,49 @@ func listedIn(v, name []byte) bool {
 func fillFromEntry(ctx *fasthttp.RequestCtx, e *cache.Entry, now time.Time, tx *cacheTx) {
 	resp := &ctx.Response
 	resp.Reset()
-	resp.SetStatusCode(e.Status)
 	h := &resp.Header
-	h.SetNoDefaultContentType(true)
-	for _, f := range e.Header {
-		h.Add(f.Name, f.Value)
+	if tmpl, ok := e.Extra.(*fasthttp.ResponseHeader); ok {
+		tmpl.CopyTo(h) // with the server's NoDefaultDate: the stored Date goes out
+	} else {
+		resp.SetStatusCode(e.Status)
+		h.SetNoDefaultContentType(true)
+		for _, f := range e.Header {
+			h.Add(f.Name, f.Value)
+		}
 	}
 	h.SetBytesV("Age", cache.AppendAge(tx.ageBuf[:0], int64(e.Age(now)/time.Second)))
 	resp.SetBodyRaw(e.Body)
+}
+
+// prepareEntry gives an entry, before it is stored, the response header
+// its hits copy (Extra): its fields, with the origin's Date, or the time
+// it was received when the origin sent none (RFC 9110 section 6.6.1). It
+// is parsed once here, since fasthttp takes a Date field only by parsing.
+func (rc *routeCache) prepareEntry(e *cache.Entry) {
+	blank := rc.blank.Load()
+	if blank == nil {
+		return
+	}
+	h := new(fasthttp.ResponseHeader)
+	blank.CopyTo(h)
+	size := 0
+	err := parseHeader(h, e.Status, nil, func(yield func(k, v []byte) bool) {
+		date := false
+		for _, f := range e.Header {
+			if strings.EqualFold(f.Name, "Age") {
+				continue // a hit sets its own
+			}
+			date = date || strings.EqualFold(f.Name, "Date")
+			size += len(f.Name) + len(f.Value)
+			yield([]byte(f.Name), []byte(f.Value))
+		}
+		if !date {
+			yield([]byte("Date"), e.ResponseTime.UTC().AppendFormat(nil, http.TimeFormat))
+		}
+	})
+	if err == nil {
+		e.SetExtra(h, size+512)
+	}
 }
 
 // serveEntry answers from a stored entry.
@@ -611,22 +733,25 @@ func (s *Server) revalidate(rt *route, key []byte, e *cache.Entry, req *fasthttp
 	now := rc.c.Now()
 	if resp.StatusCode() == fasthttp.StatusNotModified {
 		rc.c.Revalidations.Inc()
-		rc.c.Put(key, e.Refresh(responseFields(&resp.Header), reqTime, now, &rc.policy), vary)
+		n := e.Refresh(responseFields(&resp.Header), reqTime, now, &rc.policy)
+		rc.prepareEntry(n)
+		rc.c.Put(key, n, vary)
 		return
 	}
 	n := cache.NewEntry(resp.StatusCode(), responseFields(&resp.Header), nil, reqTime, now, &rc.policy)
 	var cc cache.Directives
 	cc.Reset()
 	cc.Parse(vary.Peek("Cache-Control"))
-	cl := resp.Header.ContentLength()
-	if !n.Storable(&cc, len(vary.Peek("Authorization")) > 0, &rc.policy) || cl < 0 || int64(cl) > rc.maxObject {
+	if !n.Storable(&cc, len(vary.Peek("Authorization")) > 0, &rc.policy) {
+		_ = resp.CloseBodyStream()
 		return
 	}
-	body, err := readBody(resp, cl)
-	if err != nil {
+	body, ok := readBody(resp, rc.maxObject)
+	if !ok {
 		return
 	}
 	n.SetBody(body)
 	n.Backend = b.Name
+	rc.prepareEntry(n)
 	rc.c.Put(key, n, vary)
 }

@@ -421,6 +421,80 @@ func TestCacheDirectives(t *testing.T) {
 			{origin: answer(200, "0123456789", "Cache-Control", "max-age=100"), body: "0123456789", hits: 1},
 			{xcache: "MISS", body: "0123456789", hits: 2},
 		}},
+		{name: "chunked stored", steps: []step{
+			{origin: chunked("0123456789", "Cache-Control", "max-age=100"), body: "0123456789", hits: 1},
+			{xcache: "HIT", body: "0123456789", hits: 1},
+		}},
+		{name: "chunked over max object streams", extra: "max_object_bytes = 4", steps: []step{
+			{origin: chunked("0123456789", "Cache-Control", "max-age=100"), body: "0123456789", hits: 1},
+			{xcache: "MISS", body: "0123456789", hits: 2},
+		}},
+		{name: "chunked at max object stored", extra: "max_object_bytes = 10", steps: []step{
+			{origin: chunked("0123456789", "Cache-Control", "max-age=100"), body: "0123456789", hits: 1},
+			{xcache: "HIT", body: "0123456789", hits: 1},
+		}},
+		{name: "chunked conditional on a miss", steps: []step{
+			{header: []string{"If-None-Match", `"a"`}, origin: chunked("0123456789", "Cache-Control", "max-age=100", "ETag", `"a"`), status: 304, hits: 1},
+			{xcache: "HIT", body: "0123456789", hits: 1},
+		}},
+		{name: "204 stored", steps: []step{
+			{origin: answer(204, "", "Cache-Control", "max-age=100"), status: 204, hits: 1},
+			{status: 204, xcache: "HIT", hits: 1},
+		}},
+		{name: "HEAD on a miss keeps Content-Length", steps: []step{
+			{method: "HEAD", origin: answer(200, "0123456789", "Cache-Control", "max-age=100"), hits: 1, check: func(t *testing.T, r *http.Response, _ *origin) {
+				if r.ContentLength != 10 {
+					t.Errorf("Content-Length: got %d; want 10", r.ContentLength)
+				}
+			}},
+		}},
+		{name: "Date kept from origin", steps: []step{
+			{origin: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Date", "Sun, 06 Nov 2033 08:49:37 GMT")
+				ok("Cache-Control", "max-age=100")(w, r)
+			}, check: wantDate("Sun, 06 Nov 2033 08:49:37 GMT"), hits: 1},
+			{advance: 5 * time.Second, xcache: "HIT", check: wantDate("Sun, 06 Nov 2033 08:49:37 GMT"), hits: 1},
+		}},
+		{name: "Date added when origin sends none", steps: []step{
+			{origin: noDate(ok("Cache-Control", "max-age=100")), check: wantDate(""), hits: 1},
+			{xcache: "HIT", check: wantDate(""), hits: 1},
+		}},
+		{name: "Date added to a chunked miss", steps: []step{
+			{origin: noDate(chunked("0123456789", "Cache-Control", "max-age=100")), body: "0123456789", check: wantDate(""), hits: 1},
+			{xcache: "HIT", body: "0123456789", check: wantDate(""), hits: 1},
+		}},
+		{name: "Age list first value", steps: []step{
+			{origin: ok("Cache-Control", "max-age=3600", "Age", "0,7200"), hits: 1},
+			{xcache: "HIT", hits: 1},
+		}},
+		{name: "Age list old first value", steps: []step{
+			{origin: ok("Cache-Control", "max-age=3600", "Age", "7200,0"), hits: 1},
+			{xcache: "MISS", hits: 2},
+		}},
+		{name: "Age list repeated", steps: []step{
+			{origin: ok("Cache-Control", "max-age=3600", "Age", "0, 0"), hits: 1},
+			{xcache: "MISS", hits: 2},
+		}},
+		{name: "Age two lines", steps: []step{
+			{origin: ok("Cache-Control", "max-age=3600", "Age", "0", "Age", "7200"), hits: 1},
+			{xcache: "MISS", hits: 2},
+		}},
+		{name: "Age with a parameter", steps: []step{
+			{origin: ok("Cache-Control", "max-age=3600", "Age", "7200;foo=1"), hits: 1},
+			{xcache: "MISS", hits: 2},
+		}},
+		{name: "Vary combines field lines", steps: []step{
+			{header: []string{"Foo", "1, 2"}, origin: ok("Cache-Control", "max-age=100", "Vary", "Foo"), hits: 1},
+			{header: []string{"Foo", "1", "Foo", "2"}, xcache: "HIT", hits: 1},
+			{header: []string{"Foo", " 1 ,2 "}, xcache: "HIT", hits: 1},
+			{header: []string{"Foo", "2, 1"}, xcache: "MISS", hits: 2}, // order kept for an unknown field
+		}},
+		{name: "Vary Accept-Language order and case", steps: []step{
+			{header: []string{"Accept-Language", "en, de;q=0.5"}, origin: ok("Cache-Control", "max-age=100", "Vary", "accept-language"), hits: 1},
+			{header: []string{"Accept-Language", "DE; q=0.5,EN"}, xcache: "HIT", hits: 1},
+			{header: []string{"Accept-Language", "de", "Accept-Language", "en"}, xcache: "MISS", hits: 2}, // q differs
+			{header: []string{"Accept-Language", "en"}, xcache: "MISS", hits: 3},
+		}},
 		{name: "key with header part", extra: `key = ["path", "header:X-Tenant"]`, steps: []step{
 			{header: []string{"X-Tenant", "a"}, origin: ok("Cache-Control", "max-age=100"), hits: 1},
 			{header: []string{"X-Tenant", "a"}, xcache: "HIT", hits: 1},

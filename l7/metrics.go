@@ -93,7 +93,7 @@ func (l *countListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cc := &countConn{Conn: c, m: l.m}
+	cc := &countConn{Conn: c, m: l.m, ip: appendIP(nil, c.RemoteAddr())}
 	l.m.conns.Add(1)
 	l.m.openMu.Lock()
 	l.m.open[cc] = struct{}{}
@@ -118,6 +118,7 @@ func (m *serverMetrics) cutConns() {
 type countConn struct {
 	net.Conn
 	m      *serverMetrics
+	ip     []byte // the client's IP as text, for appendClientIP; read-only
 	closed atomic.Bool
 }
 

@@ -29,6 +29,10 @@ type reqState struct {
 	cache     *cacheTx  // from cacheLookup to cacheForward, on a miss
 	sticky    []byte    // a sticky-session cookie value issued to this client
 	snap      *snapshot // the snapshot the request started with
+	// resetResp: ctx.Response has been reset (HostClient.Do read into it),
+	// which turns the listener's NoDefaultDate off for it: fasthttp writes
+	// the current Date, and finish need not look for one (date.go).
+	resetResp bool
 }
 
 var statePool = sync.Pool{New: func() any { return &reqState{buf: make([]byte, 0, 256)} }}
@@ -39,7 +43,7 @@ func releaseState(st *reqState) {
 	st.up.Reset()
 	st.body = bodyReader{}
 	st.buf, st.ip, st.requestID, st.sticky = st.buf[:0], st.ip[:0], st.requestID[:0], st.sticky[:0]
-	st.backend, st.cache, st.snap = "", nil, nil
+	st.backend, st.cache, st.snap, st.resetResp = "", nil, nil, false
 	statePool.Put(st)
 }
 
@@ -105,7 +109,10 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 
 // serve handles one request on the L7 path.
 func (s *Server) serve(ctx *fasthttp.RequestCtx, l *listener) {
-	start := time.Now()
+	start := ctx.Time() // fasthttp's clock reading as the handler started
+	if start.IsZero() { // a RequestCtx not from a fasthttp.Server
+		start = time.Now()
+	}
 	snap := s.snap.Load()
 	if status, reason := checkRequest(ctx); status != 0 {
 		s.fail(ctx, snap.noRoute, status, reason)
@@ -171,7 +178,7 @@ func (s *Server) prepare(ctx *fasthttp.RequestCtx, l *listener, snap *snapshot, 
 	}
 	up.URI().SetSchemeBytes(strHTTP)
 
-	st.ip = appendIP(st.ip[:0], ctx.RemoteAddr())
+	st.ip = appendClientIP(st.ip[:0], ctx)
 	f := &snap.forwarded
 	if f.requestID {
 		if id, _ := client.value(wRequestID); len(id) > 0 {
@@ -253,6 +260,16 @@ func appendVia(dst, prior []byte, http11 bool, name string) []byte {
 	return append(dst, name...)
 }
 
+// appendClientIP appends the IP of the client of ctx: the text that
+// countingListener kept when it accepted the connection, else that of
+// ctx.RemoteAddr (a TLS connection, or a test's).
+func appendClientIP(dst []byte, ctx *fasthttp.RequestCtx) []byte {
+	if cc, ok := ctx.Conn().(*countConn); ok && len(cc.ip) > 0 {
+		return append(dst, cc.ip...)
+	}
+	return appendIP(dst, ctx.RemoteAddr())
+}
+
 // appendIP appends the IP of addr, without port; it does not allocate for a
 // TCP address.
 func appendIP(dst []byte, addr net.Addr) []byte {
@@ -286,15 +303,20 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, l *listener, snap *snapshot, 
 			break
 		}
 		tried |= backendBit(b.Backend)
-		err = p.clients[b.Index].Do(&st.up, &ctx.Response)
+		resp := &ctx.Response
+		if st.cache != nil {
+			resp = st.cache.upstream() // cacheResponse moves it to ctx.Response
+		}
+		err = p.clients[b.Index].Do(&st.up, resp)
+		st.resetResp = st.resetResp || resp == &ctx.Response
 		outcome := lb.Canceled
 		switch {
-		case err == nil && ctx.Response.StatusCode() < 500:
+		case err == nil && resp.StatusCode() < 500:
 			outcome = lb.Success
 		case err == nil, st.body.clientErr == nil && !errors.Is(err, errBodyTooLarge) && !errors.Is(err, fasthttp.ErrNoFreeConns):
 			outcome = lb.Failure // counts toward the pool's passive checks
 		}
-		if err == nil && ctx.Response.IsBodyStream() {
+		if err == nil && resp.IsBodyStream() {
 			// The work is in flight until the body has gone to the client.
 			releaseAfterResponse(ctx, b, outcome)
 		} else {
@@ -324,6 +346,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, l *listener, snap *snapshot, 
 		}
 	}
 	ctx.Response.Reset()
+	st.resetResp = true
 	_, status, reason, _ := classify(lastErr)
 	if ce := st.body.clientErr; ce != nil {
 		// The client, not the backend, broke the exchange.

@@ -39,7 +39,11 @@ func (s *Server) finish(ctx *fasthttp.RequestCtx, l *listener, m *routeMetrics, 
 		// connection (see check.go).
 		ctx.SetConnectionClose()
 	}
-	d := time.Since(start)
+	now := time.Now()
+	if st == nil || !st.resetResp {
+		setDate(&ctx.Response.Header, now) // the listeners run with NoDefaultDate (date.go)
+	}
+	d := now.Sub(start)
 	m.observe(ctx.Response.StatusCode(), d.Seconds())
 	if s.access == nil {
 		return
@@ -48,12 +52,12 @@ func (s *Server) finish(ctx *fasthttp.RequestCtx, l *listener, m *routeMetrics, 
 	if st != nil {
 		e.ip, e.backend, e.reqID = st.ip, st.backend, st.requestID
 		if len(e.ip) == 0 {
-			st.ip = appendIP(st.ip[:0], ctx.RemoteAddr())
+			st.ip = appendClientIP(st.ip[:0], ctx)
 			e.ip = st.ip
 		}
 	} else {
 		var ip [64]byte
-		e.ip = appendIP(ip[:0], ctx.RemoteAddr())
+		e.ip = appendClientIP(ip[:0], ctx)
 	}
 	e.route = m.name
 	s.access.write(&e)

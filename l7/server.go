@@ -119,6 +119,10 @@ func (s *Server) newListener(lc ListenerConfig) (*listener, error) {
 	bodyDeadline := func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
 		return fasthttp.RequestConfig{ReadTimeout: lc.BodyTimeout}
 	}
+	// ReduceMemoryUsage: an idle keep-alive connection gives its 4 KiB
+	// write buffer and its body buffers back to fasthttp's pools, about
+	// 4 KiB of RSS per idle connection, at no cost measured on l7-small.
+	// The read buffer stays (fasthttp keeps it with StreamRequestBody).
 	l.srv = &fasthttp.Server{
 		Handler:                      func(ctx *fasthttp.RequestCtx) { s.serve(ctx, l) },
 		ErrorHandler:                 func(ctx *fasthttp.RequestCtx, err error) { s.parseError(ctx, l, err) },
@@ -127,13 +131,14 @@ func (s *Server) newListener(lc ListenerConfig) (*listener, error) {
 		WriteTimeout:                 lc.WriteTimeout,
 		IdleTimeout:                  lc.IdleTimeout,
 		ReadBufferSize:               lc.MaxHeaderBytes,
+		ReduceMemoryUsage:            true,
 		MaxRequestBodySize:           int(maxBody),
 		Concurrency:                  lc.MaxConns,
 		StreamRequestBody:            true,
 		DisablePreParseMultipartForm: true,
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
-		NoDefaultDate:                false,
+		NoDefaultDate:                true, // date.go: the origin's Date is kept
 		CloseOnShutdown:              true,
 		Logger:                       fasthttpLogger{s.log},
 		TLSConfig:                    tlsCfg,

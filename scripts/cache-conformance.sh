@@ -122,7 +122,8 @@ import tests from './tests/index.mjs'
 import surrogate from './tests/surrogate-control.mjs'
 import { determineTestResult } from './lib/display.mjs'
 tests.push(surrogate)
-for (const [name, file] of process.argv.slice(2).map(a => a.split('='))) {
+const runs = process.argv.slice(2).map(a => a.split('='))
+for (const [name, file] of runs) {
   const results = JSON.parse(fs.readFileSync(file, 'utf8'))
   const n = { pass: 0, fail: 0, optional: 0, other: 0, checks: 0 }
   const failed = []
@@ -145,6 +146,18 @@ for (const [name, file] of process.argv.slice(2).map(a => a.split('='))) {
     console.log('  optimal misses: ' + missed.join(' '))
     console.log('  setup/dependency: ' + other.join(' '))
   }
+}
+// The tests the second cache passes and the first does not.
+if (runs.length === 2) {
+  const [a, b] = runs.map(([, file]) => JSON.parse(fs.readFileSync(file, 'utf8')))
+  const only = []
+  for (const suite of tests) {
+    for (const t of suite.tests) {
+      if (t.browser_only || t.kind === 'check') continue
+      if (determineTestResult(tests, t.id, b)[2] === '✅' && determineTestResult(tests, t.id, a)[2] !== '✅') only.push(t.id)
+    }
+  }
+  console.log(`passed by ${runs[1][0]} only: ${only.join(' ') || 'none'}`)
 }
 JS
 echo "http-cache-tests $SUITE_VERSION (results in $WORK):"

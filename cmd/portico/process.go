@@ -135,6 +135,7 @@ func (p *process) reload(cfg *Config) error {
 	}
 	closePools(p.pools)
 	p.pools = pools
+	p.http.SetCacheBudget(cfg.HTTP.Cache.MaxBytes)
 	var restart []string
 	if !reflect.DeepEqual(cfg.HTTP.Listeners, p.cfg.HTTP.Listeners) {
 		restart = append(restart, "http.listeners")

@@ -160,9 +160,31 @@ func parseDelta(v []byte) (int64, bool) {
 	return n, true
 }
 
-// ParseAge parses an Age field value; ok is false when it is not
-// delta-seconds (then the field is ignored, RFC 9111 section 5.1).
-func ParseAge(v []byte) (int64, bool) { return parseDelta(trimOWS(v)) }
+// ParseAge parses one Age field line; ok is false when its age is unknown
+// (the caller then takes the response as stale). Age is a singleton,
+// delta-seconds (RFC 9111 section 5.1); a list in one line, which an
+// intermediary that appends instead of replacing leaves, is read at its
+// first member ("0,7200" is 0), as the HTTP WG cache tests expect and as
+// Varnish, Squid, Traffic Server, Fastly and the browsers do. Every member
+// must be delta-seconds, and a list that repeats a value ("0, 0") is
+// unknown: the tests expect that too (age-parse-dup-0, -dup-old), though
+// RFC 9110 section 5.3 would read it as two equal lines.
+func ParseAge(v []byte) (int64, bool) {
+	first, rest, list := bytes.Cut(v, []byte(","))
+	n, ok := parseDelta(trimOWS(first))
+	if !ok || !list {
+		return n, ok
+	}
+	for len(rest) > 0 {
+		var m []byte
+		m, rest, _ = bytes.Cut(rest, []byte(","))
+		k, ok := parseDelta(trimOWS(m))
+		if !ok || k == n {
+			return 0, false
+		}
+	}
+	return n, true
+}
 
 func trimOWS(b []byte) []byte {
 	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {

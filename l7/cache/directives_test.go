@@ -69,3 +69,31 @@ func TestParseSurrogate(t *testing.T) {
 		t.Errorf("a directive for another target applied: %+v", d)
 	}
 }
+
+func TestParseAge(t *testing.T) {
+	cases := []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"60", 60, true},
+		{" 60 ", 60, true},
+		{"0,7200", 0, true},
+		{"7200,0", 7200, true},
+		{"0, 0", 0, false},
+		{"3600, 3600", 0, false},
+		{"0,abc", 0, false},
+		{"abc", 0, false},
+		{"-1", 0, false},
+		{"1.5", 0, false},
+		{"7200;foo=bar", 0, false},
+		{"", 0, false},
+		{"99999999999", maxDelta, true},
+	}
+	for _, c := range cases {
+		n, ok := ParseAge([]byte(c.in))
+		if ok != c.ok || ok && n != c.want {
+			t.Errorf("ParseAge(%q) = %d, %v; want %d, %v", c.in, n, ok, c.want, c.ok)
+		}
+	}
+}

@@ -57,6 +57,10 @@ type Entry struct {
 	VaryStar bool
 	// Backend names the backend that sent the response.
 	Backend string
+	// Extra is the proxy's own data for the entry (its prepared response
+	// header), set with SetExtra before the entry is stored; read-only
+	// after, like the rest.
+	Extra any
 
 	hasExpires, badExpires, setCookie bool
 	expires                           time.Time
@@ -89,9 +93,9 @@ func NewEntry(status int, fields []Field, body []byte, reqTime, respTime time.Ti
 			t, err := http.ParseTime(strings.TrimSpace(f.Value))
 			e.expires, e.badExpires = t, err != nil
 		case strings.EqualFold(f.Name, "Age"):
-			// One Age field of delta-seconds, or the response is taken
-			// as stale: a list, a second line, a sign, a fraction or a
-			// parameter all say the age is unknown.
+			// One Age line (see ParseAge), or the response is taken as
+			// stale: a second line, a sign, a fraction or a parameter
+			// all say the age is unknown.
 			ages++
 			if n, ok := ParseAge(s2b(f.Value)); ok && ages == 1 {
 				ageValue = n
@@ -208,6 +212,13 @@ func (e *Entry) Storable(req *Directives, authorized bool, p *Policy) bool {
 	// or served stale under RFC 5861.
 	return e.Lifetime > 0 || e.ETag != "" || e.LastModified != "" ||
 		e.CC.StaleWhileRevalidate > 0 || e.CC.StaleIfError > 0
+}
+
+// SetExtra sets Extra, whose size in bytes counts toward the entry's, on
+// an entry being built (before it is stored).
+func (e *Entry) SetExtra(x any, size int) {
+	e.Extra = x
+	e.size += size
 }
 
 // SetBody sets the body of an entry being built (before it is stored).
@@ -345,11 +356,20 @@ func (e *Entry) NotModified(ifNoneMatch, ifModifiedSince []byte) bool {
 		}
 		return etagMatchWeak(ifNoneMatch, e.ETag)
 	}
-	if len(ifModifiedSince) > 0 && !e.lastMod.IsZero() {
-		t, err := http.ParseTime(string(ifModifiedSince))
-		return err == nil && !e.lastMod.After(t)
+	if len(ifModifiedSince) == 0 {
+		return false
 	}
-	return false
+	// Without Last-Modified, the stored Date, or the time the response
+	// was received (RFC 9111 section 4.3.2).
+	lm := e.lastMod
+	if lm.IsZero() {
+		lm = e.Date
+	}
+	if lm.IsZero() {
+		lm = e.ResponseTime
+	}
+	t, err := http.ParseTime(string(ifModifiedSince))
+	return err == nil && !lm.After(t)
 }
 
 // etagMatchWeak matches a list of entity tags (or *) with weak comparison.

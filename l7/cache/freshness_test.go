@@ -194,6 +194,13 @@ func TestNotModified(t *testing.T) {
 			t.Errorf("NotModified(%q, %q) = %v; want %v", c.inm, c.ims, got, c.want)
 		}
 	}
+	// No Last-Modified: the stored Date stands in (RFC 9111 section 4.3.2).
+	d := entry(200, nil, "Date", date(t0))
+	for ims, want := range map[string]bool{date(t0): true, date(t0.Add(time.Hour)): true, date(t0.Add(-time.Second)): false, "junk": false} {
+		if got := d.NotModified(nil, []byte(ims)); got != want {
+			t.Errorf("without Last-Modified: NotModified(%q) = %v; want %v", ims, got, want)
+		}
+	}
 }
 
 func TestAgeMalformedIsStale(t *testing.T) {

@@ -1,6 +1,8 @@
 package cache
 
 import (
+	"bytes"
+	"sort"
 	"strings"
 	"unsafe"
 )
@@ -58,31 +60,94 @@ func (k *KeySpec) Append(dst []byte, in *KeyInput, h HeaderGetter) []byte {
 	return dst
 }
 
+// MultiHeaderGetter is a HeaderGetter that also returns every line of a
+// field; *fasthttp.RequestHeader has it. Without it, a variant is keyed by
+// a field's first line only.
+type MultiHeaderGetter interface {
+	HeaderGetter
+	PeekAll(key string) [][]byte
+}
+
 // appendVariant appends to a primary key the request's values of the
-// fields an entry varies on, normalised: surrounding whitespace trimmed
-// and the whitespace around commas dropped (RFC 9111 section 4.1).
+// fields an entry varies on, normalised (RFC 9111 section 4.1): several
+// lines of a field are joined into one list, the whitespace around its
+// members dropped, empty members left out. The members of the fields in
+// unorderedFields are also lower-cased and sorted, so that "en, de" and
+// "De,EN" select the same variant. Names are canonical already.
 func appendVariant(dst []byte, names []string, h HeaderGetter) []byte {
 	dst = append(dst, 1)
+	mh, multi := h.(MultiHeaderGetter)
 	for _, n := range names {
 		dst = append(append(dst, n...), ':')
-		v := trimOWS(h.Peek(n))
-		for i := 0; i < len(v); i++ {
-			c := v[i]
-			if c == ',' {
-				for len(dst) > 0 && (dst[len(dst)-1] == ' ' || dst[len(dst)-1] == '\t') {
-					dst = dst[:len(dst)-1]
-				}
-				dst = append(dst, ',')
-				for i+1 < len(v) && (v[i+1] == ' ' || v[i+1] == '\t') {
-					i++
-				}
-				continue
-			}
-			dst = append(dst, c)
+		if multi {
+			dst = appendFieldValue(dst, n, mh.PeekAll(n))
+		} else {
+			dst = appendFieldValue(dst, n, [][]byte{h.Peek(n)})
 		}
 		dst = append(dst, '\n')
 	}
 	return dst
+}
+
+// unorderedFields are the request fields whose list members are
+// case-insensitive and whose order carries no meaning: each member states
+// its own weight (RFC 9110 sections 12.5.3 and 12.5.4).
+func unorderedField(name string) bool {
+	return name == "Accept-Encoding" || name == "Accept-Language" || name == "Accept-Charset"
+}
+
+// maxSorted is the most members of an unordered field that are sorted; a
+// longer list is keyed as sent, only lower-cased.
+const maxSorted = 32
+
+func appendFieldValue(dst []byte, name string, lines [][]byte) []byte {
+	fold := unorderedField(name)
+	start := len(dst)
+	var spans [maxSorted][2]int
+	n := 0
+	for _, v := range lines {
+		for len(v) > 0 {
+			var m []byte
+			m, v, _ = bytes.Cut(v, []byte(","))
+			if m = trimOWS(m); len(m) == 0 {
+				continue
+			}
+			if len(dst) > start {
+				dst = append(dst, ',')
+			}
+			if !fold {
+				dst = append(dst, m...)
+				continue
+			}
+			s := len(dst)
+			for _, c := range m {
+				switch {
+				case c == ' ' || c == '\t':
+					continue // "de; q=0.5" is "de;q=0.5"
+				case 'A' <= c && c <= 'Z':
+					c += 'a' - 'A'
+				}
+				dst = append(dst, c)
+			}
+			if n < maxSorted {
+				spans[n] = [2]int{s, len(dst)}
+			}
+			n++
+		}
+	}
+	if !fold || n < 2 || n > maxSorted {
+		return dst
+	}
+	sp := spans[:n]
+	sort.Slice(sp, func(i, j int) bool { return bytes.Compare(dst[sp[i][0]:sp[i][1]], dst[sp[j][0]:sp[j][1]]) < 0 })
+	end := len(dst)
+	for i, x := range sp {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, dst[x[0]:x[1]]...)
+	}
+	return append(dst[:start], dst[end:]...)
 }
 
 // keyURL is the URL part of a key: up to the first separator.

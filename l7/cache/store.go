@@ -168,6 +168,19 @@ func (c *Cache) purge(match func(string) bool) int {
 	return len(keys)
 }
 
+// SetMaxBytes changes the byte budget; stored objects over a smaller one
+// are evicted before it returns.
+func (c *Cache) SetMaxBytes(n int64) error {
+	if n <= 0 {
+		return ErrBudget
+	}
+	c.store.SetMaximum(uint64(n))
+	return nil
+}
+
+// MaxBytes is the byte budget.
+func (c *Cache) MaxBytes() int64 { return int64(c.store.GetMaximum()) }
+
 // WeightedSize is the bytes stored, as the budget counts them.
 func (c *Cache) WeightedSize() uint64 { return c.store.WeightedSize() }
 
