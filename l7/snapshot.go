@@ -190,7 +190,7 @@ func (s *Server) client(addr string, u *UpstreamConfig) *fasthttp.HostClient {
 			if err != nil {
 				return nil, err
 			}
-			return &ioTimeoutConn{netConn: c, read: read, write: write}, nil
+			return backendConn{&ioTimeoutConn{netConn: c, read: read, write: write}}, nil
 		},
 		MaxConns:                  u.MaxConns,
 		MaxConnWaitTimeout:        *u.MaxConnWait,
@@ -209,21 +209,67 @@ func (s *Server) client(addr string, u *UpstreamConfig) *fasthttp.HostClient {
 // deadline, so that upstream.response_timeout and write_timeout bound the
 // wait for the next bytes (as nginx's proxy_read_timeout does) and a large
 // body that keeps moving may take as long as it needs.
+//
+// Moving a deadline costs two clock reads and a runtime timer update, twice
+// per proxied request, so a deadline is moved only when it has come nearer
+// than the timeout: it is then set deadlineSlack further out than that. A
+// wait is so never cut before the timeout, and always by the timeout plus
+// deadlineSlack (nginx keeps a timer that would move by less than 300 ms
+// for the same reason). Not safe for concurrent Reads, nor concurrent
+// Writes, which a net.Conn's users do not do anyway.
 type ioTimeoutConn struct {
 	netConn
 	read, write time.Duration
+	// readBy and writeBy are the deadlines set; zero when none is.
+	readBy, writeBy time.Time
+	yield           yieldAfterWrite // a response rarely follows its request at once
 }
 
+// deadlineSlack is how far past the timeout a deadline is set: an eighth of
+// the timeout, at most deadlineSlackMax.
+func deadlineSlack(timeout time.Duration) time.Duration {
+	return min(timeout/8, deadlineSlackMax)
+}
+
+const deadlineSlackMax = 250 * time.Millisecond
+
 func (c *ioTimeoutConn) Read(p []byte) (int, error) {
+	c.yield.beforeRead()
 	if c.read > 0 {
-		_ = c.netConn.SetReadDeadline(time.Now().Add(c.read))
+		now := time.Now()
+		if c.readBy.Sub(now) < c.read { // also when none is set (readBy is zero)
+			c.readBy = now.Add(c.read + deadlineSlack(c.read))
+			_ = c.netConn.SetReadDeadline(c.readBy)
+		}
 	}
 	return c.netConn.Read(p)
 }
 
 func (c *ioTimeoutConn) Write(p []byte) (int, error) {
 	if c.write > 0 {
-		_ = c.netConn.SetWriteDeadline(time.Now().Add(c.write))
+		now := time.Now()
+		if c.writeBy.Sub(now) < c.write {
+			c.writeBy = now.Add(c.write + deadlineSlack(c.write))
+			_ = c.netConn.SetWriteDeadline(c.writeBy)
+		}
 	}
+	c.yield.written()
 	return c.netConn.Write(p)
+}
+
+// SetDeadline, SetReadDeadline and SetWriteDeadline keep readBy and writeBy
+// in step with deadlines set from outside.
+func (c *ioTimeoutConn) SetDeadline(t time.Time) error {
+	c.readBy, c.writeBy = t, t
+	return c.netConn.SetDeadline(t)
+}
+
+func (c *ioTimeoutConn) SetReadDeadline(t time.Time) error {
+	c.readBy = t
+	return c.netConn.SetReadDeadline(t)
+}
+
+func (c *ioTimeoutConn) SetWriteDeadline(t time.Time) error {
+	c.writeBy = t
+	return c.netConn.SetWriteDeadline(t)
 }
