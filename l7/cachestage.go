@@ -271,7 +271,7 @@ func (s *Server) cacheLookup(ctx *fasthttp.RequestCtx, l *listener, snap *snapsh
 // hitRequestFields sets what finishResponse and the header templates read
 // of a request answered without going upstream (see prepare).
 func (s *Server) hitRequestFields(ctx *fasthttp.RequestCtx, snap *snapshot, st *reqState) {
-	st.ip = appendIP(st.ip[:0], ctx.RemoteAddr())
+	st.ip = appendClientIP(st.ip[:0], ctx)
 	if snap.forwarded.requestID {
 		if id := ctx.Request.Header.Peek("X-Request-Id"); len(id) > 0 {
 			st.requestID = append(st.requestID[:0], id...)
