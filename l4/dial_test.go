@@ -93,12 +93,7 @@ func TestConnectRetryHeldBytes(t *testing.T) {
 		b, _ := io.ReadAll(c)
 		got <- string(b)
 	})
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := deadAddress(t)
 	pools := map[string]*lb.Pool{"p": newTestPool(t, "p", "round_robin", deadAddr, be.addr())}
 	_, set, addrs := startProxy(t, pools, testListener(func(lc *ListenerConfig) { lc.SendProxy = "v1" }))
 	for i := range 2 { // round robin: one of the two starts on the dead backend

@@ -193,3 +193,16 @@ func metricValue(set *metrics.Set, name string) float64 {
 func isClosedErr(err error) bool {
 	return err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
 }
+
+// deadAddress returns a loopback address where nothing listens: a port
+// just closed, so a connect to it is refused.
+func deadAddress(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}

@@ -82,12 +82,7 @@ func TestEarlyBytesHeld(t *testing.T) {
 // TestConnectRetry: a dead backend is skipped for a live one.
 func TestConnectRetry(t *testing.T) {
 	be := newTCPServer(t, echo)
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := deadAddress(t)
 	pools := map[string]*lb.Pool{"p": newTestPool(t, "p", "round_robin", deadAddr, be.addr())}
 	_, set, addrs := startProxy(t, pools, testListener(nil))
 	var wg sync.WaitGroup
@@ -111,12 +106,7 @@ func TestConnectRetry(t *testing.T) {
 
 // TestNoBackend: with every connect failing, the client is closed.
 func TestNoBackend(t *testing.T) {
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := deadAddress(t)
 	pools := map[string]*lb.Pool{"p": newTestPool(t, "p", "round_robin", deadAddr)}
 	_, set, addrs := startProxy(t, pools, testListener(nil))
 	c := dial(t, addrs[0])
