@@ -154,6 +154,12 @@ func (f *flow) pushConnecting() {
 	}
 	n, err := writeSome(g.c.Fd(), g.q.front())
 	switch {
+	case n > 0 && err != nil:
+		// The backend took a prefix and then failed: the flow cannot move
+		// to another backend without sending those bytes twice.
+		g.q.discard(&f.lp.chunks, n)
+		g.connecting = false
+		f.end(nil, closeReset, err)
 	case err != nil:
 		f.connectFailed(err)
 	case n == 0:
@@ -171,6 +177,8 @@ func (f *flow) pushConnecting() {
 func (f *flow) connectFailed(err error) {
 	g := &f.backend
 	g.connecting = false
+	g.waiting = false
+	g.waitGen++ // a wait on this socket is stale now
 	if c := g.c; c != nil {
 		g.c = nil
 		if c != f.lp.cur {

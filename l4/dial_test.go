@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"portico/lb"
 )
 
@@ -129,5 +131,67 @@ func TestDialHostName(t *testing.T) {
 	got := make([]byte, 4)
 	if _, err := io.ReadFull(c, got); err != nil || string(got) != "ping" {
 		t.Fatalf("got %q, %v; want %q", got, err, "ping")
+	}
+}
+
+// blackholeAddress returns a loopback address whose listener's accept queue
+// is full, so the kernel drops SYNs to it and a connect stays in progress
+// until it times out. It skips the test where the kernel does otherwise.
+func blackholeAddress(t *testing.T) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(sa.(*unix.SockaddrInet4).Port)
+	filler, err := net.Dial("tcp", addr) // takes the one place in the queue
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { filler.Close() })
+	if c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond); err == nil {
+		c.Close()
+		t.Skip("a full accept queue does not drop SYNs here")
+	}
+	return addr
+}
+
+// TestConnectTimeoutRetrySendsHeldBytes: the client's bytes, written while
+// the first backend's connect hangs (the loop waits for writability), go
+// to the next backend as soon as that connect times out, not one connect
+// timeout later. A wait left over from the failed attempt once kept the
+// retry from writing until its own deadline.
+func TestConnectTimeoutRetrySendsHeldBytes(t *testing.T) {
+	hole := blackholeAddress(t)
+	be := newTCPServer(t, echo)
+	pools := map[string]*lb.Pool{"p": newTestPool(t, "p", "round_robin", hole, be.addr())}
+	const timeout = 1200 * time.Millisecond
+	_, _, addrs := startProxy(t, pools, testListener(func(lc *ListenerConfig) { lc.ConnectTimeout = timeout }))
+	for i := range 2 { // round robin: one of the two starts on the blackhole
+		start := time.Now()
+		c := dial(t, addrs[0])
+		if _, err := c.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, 4)
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != "ping" {
+			t.Fatalf("flow %d: got %q, %v", i, got, err)
+		}
+		if d := time.Since(start); d > timeout+timeout/2+300*time.Millisecond {
+			t.Fatalf("flow %d: echo after %v; want about one connect timeout (%v) at most", i, d, timeout)
+		}
+		c.Close()
 	}
 }

@@ -144,7 +144,10 @@ type leg struct {
 	shutPending bool  // shut the write side down once q is empty
 	shut        bool  // the write side is shut down
 
-	writable gnet.Runnable // runs onWritable on the loop; made on first use
+	// waitGen numbers the waits for writability: a wait's task acts only
+	// while it is the latest, so one left over from a connect attempt
+	// that failed (connectFailed) cannot act for, or block, the next.
+	waitGen uint32
 }
 
 func newFlow(lp *loop, c gnet.Conn) *flow {
@@ -323,10 +326,9 @@ func (g *leg) waitWritable() error {
 		return err
 	}
 	g.waiting = true
-	if g.writable == nil {
-		g.writable = gnet.RunnableFunc(func(context.Context) error { g.onWritable(); return nil })
-	}
-	go awaitWritable(g.rc, g.f.lp.el, g.writable)
+	g.waitGen++
+	gen := g.waitGen
+	go awaitWritable(g.rc, g.f.lp.el, gnet.RunnableFunc(func(context.Context) error { g.onWritable(gen); return nil }))
 	return nil
 }
 
@@ -349,8 +351,12 @@ func awaitWritable(rc syscall.RawConn, el gnet.EventLoop, task gnet.Runnable) {
 	_ = el.Execute(context.Background(), task)
 }
 
-// onWritable runs on the loop when the socket may take more of the queue.
-func (g *leg) onWritable() {
+// onWritable runs on the loop when the socket may take more of the queue,
+// for the wait numbered gen; a stale wait does nothing.
+func (g *leg) onWritable(gen uint32) {
+	if gen != g.waitGen {
+		return
+	}
 	g.waiting = false
 	f := g.f
 	if f.state == stateClosed || f.state == stateSpliced || g.conn == nil {
@@ -766,6 +772,9 @@ func (f *flow) route(c gnet.Conn) gnet.Action {
 	pool := f.routes.pool
 	f.routes = nil
 	f.connect(pool)
+	if f.state == stateClosed { // every backend refused at once
+		return gnet.None
+	}
 	if c.InboundBuffered() > 0 {
 		// Bytes after a PROXY header: gnet calls OnTraffic again only when
 		// more arrive, so take them now; they wait for the backend.
