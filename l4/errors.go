@@ -48,6 +48,9 @@ var (
 	// errNoDirectRegister means registerFD was called without a gnet event
 	// loop it can reach (see gnetfd.go); never returned by the proxy.
 	errNoDirectRegister = errors.New("l4: gnet version without direct registration")
+	// errResumeNotOpened means gnet closed a resumed socket before its
+	// OnOpen took it; not expected with gnet's register0.
+	errResumeNotOpened = errors.New("l4: resumed socket not opened by the event loop")
 	// ErrPeerGone means a paused socket's peer reset it before reading
 	// resumed.
 	ErrPeerGone = errors.New("l4: peer gone while paused")

@@ -425,6 +425,13 @@ func (g *leg) unpark() {
 		if err := registerFD(f.lp.elp, fd, nil, nil, g); err != nil {
 			g.enrolling = false
 			f.end(nil, closeShutdown, fmt.Errorf("cannot resume reading: %w", err))
+			return
+		}
+		if g.enrolling && f.state != stateClosed {
+			// OnOpen did not take the socket (gnet closed it at once):
+			// nothing would ever read it again.
+			g.enrolling = false
+			f.end(nil, closeReset, errResumeNotOpened)
 		}
 		return
 	}
