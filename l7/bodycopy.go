@@ -29,8 +29,16 @@ var copyBufs = sync.Pool{New: func() any { return new([copyBufSize]byte) }}
 func copyInPieces(w io.Writer, r io.Reader) (n int64, err error) {
 	buf := copyBufs.Get().(*[copyBufSize]byte)
 	defer copyBufs.Put(buf)
+	empty := 0
 	for {
 		nr, rerr := r.Read(buf[:])
+		if nr == 0 && rerr == nil {
+			if empty++; empty >= 100 { // as bufio: a reader that makes no progress
+				return n, io.ErrNoProgress
+			}
+			continue
+		}
+		empty = 0
 		if nr > 0 {
 			nw, werr := w.Write(buf[:nr])
 			n += int64(nw)

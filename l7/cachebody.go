@@ -1,6 +1,7 @@
 package l7
 
 import (
+	"errors"
 	"io"
 	"sync"
 
@@ -10,10 +11,12 @@ import (
 )
 
 // A cached route's backend response streams to the client while it is
-// stored: cacheBody is the client response's body stream, a tee over the
-// backend's that keeps what passes in the entry's body buffer, stores the
-// entry on a clean end, and drops it on an error, a cut, or once the body
-// outgrows max_object_bytes (the rest then streams through unstored).
+// stored: cacheBody is the client response's body stream over the
+// backend's. A goroutine (pump) reads the body into the entry's buffer at
+// the backend's pace and the client is sent what has come so far; the
+// entry is stored on a clean end and dropped on an error, a cut, or once
+// the body outgrows max_object_bytes (the rest then streams through
+// unstored).
 //
 // fasthttp's Response has no way to hand its body stream to another
 // Response without closing it (SetBodyStream, Reset and the rest close the
@@ -51,14 +54,38 @@ type cacheBody struct {
 	// themselves or find the entry.
 	flight *cache.Flight
 	closed bool
+
+	// Pumping (see pump): a goroutine reads the backend's body into data,
+	// at the backend's pace, and Read hands data on to the client at the
+	// client's. mu guards data and perr; rpos is Read's alone.
+	// trailers is the client's header, when the backend declared trailer
+	// fields: they come after the body and are copied across at its end.
+	// Such a response is not stored (storeBody).
+	trailers *fasthttp.ResponseHeader
+
+	pumping bool
+	mu      sync.Mutex
+	cond    sync.Cond
+	data    []byte
+	rpos    int
+	perr    error         // how the pump ended; nil while it runs
+	done    chan struct{} // closed when the pump has ended
 }
+
+// errPumpOverflow ends a pump whose body has outgrown max_object_bytes:
+// the rest is read by Read, straight from the backend.
+var errPumpOverflow = errors.New("l7: cached body over max_object_bytes")
 
 var _ fasthttp.ReadCloserWithError = (*cacheBody)(nil)
 
 var cacheBodies = sync.Pool{New: func() any { return new(cacheBody) }}
 
-// Read returns the body, keeping it while storing.
+// Read returns the body: what the pump has read, or what fill read ahead,
+// then the rest of the backend's stream.
 func (t *cacheBody) Read(p []byte) (int, error) {
+	if t.pumping {
+		return t.readPumped(p)
+	}
 	if len(t.pend) > 0 {
 		n := copy(p, t.pend)
 		t.pend = t.pend[n:]
@@ -68,23 +95,22 @@ func (t *cacheBody) Read(p []byte) (int, error) {
 		return 0, t.err
 	}
 	n, err := t.r.Read(p)
-	if t.storing {
-		t.keep(p[:n], err)
+	if err == io.EOF && t.trailers != nil {
+		copyTrailers(t.trailers, &t.up.Header)
+		t.trailers = nil
 	}
 	return n, err
 }
 
-func (t *cacheBody) keep(b []byte, err error) {
-	if int64(len(t.buf)+len(b)) > t.max {
-		t.abandon() // too big: the rest streams through
-		return
-	}
-	t.buf = append(t.buf, b...)
-	switch {
-	case err == io.EOF:
-		t.commit()
-	case err != nil:
-		t.abandon()
+// copyTrailers gives the client's response the trailer fields the backend
+// sent after its body; fasthttp writes them after the last chunk. The
+// client's header was written without its Trailer field (a hop-by-hop
+// field, stripped), so the keys are declared again for fasthttp here.
+func copyTrailers(dst, src *fasthttp.ResponseHeader) {
+	for _, k := range src.PeekTrailerKeys() {
+		if v := src.PeekBytes(k); len(v) > 0 && dst.AddTrailerBytes(k) == nil {
+			dst.SetBytesKV(k, v)
+		}
 	}
 }
 
@@ -106,6 +132,69 @@ func (t *cacheBody) fill() bool {
 		return t.commit()
 	}
 	return false
+}
+
+// startPump has a goroutine read the body to its end into the entry while
+// the client is sent what has come so far. The entry is then stored, and
+// the coalesced waiters released, when the backend has sent the body, not
+// when a slow client has taken it all. Memory is the body's, which the
+// entry holds anyway; a body that outgrows max_object_bytes stops the pump
+// there, and the rest goes from the backend to the client as it is read.
+func (t *cacheBody) startPump() {
+	t.pumping = true
+	t.cond.L = &t.mu
+	t.done = make(chan struct{})
+	go t.pump()
+}
+
+func (t *cacheBody) pump() {
+	defer close(t.done)
+	chunk := make([]byte, 32<<10)
+	for {
+		n, err := t.r.Read(chunk)
+		t.mu.Lock()
+		t.data = append(t.data, chunk[:n]...)
+		switch {
+		case err != nil:
+			t.perr = err
+		case int64(len(t.data)) > t.max:
+			t.perr = errPumpOverflow
+		}
+		end, data := t.perr, t.data
+		t.cond.Broadcast()
+		t.mu.Unlock()
+		if end == nil {
+			continue
+		}
+		if end == io.EOF && int64(len(data)) <= t.max {
+			t.buf = data
+			t.commit()
+		} else {
+			t.abandon()
+		}
+		return
+	}
+}
+
+// readPumped is Read while pumping.
+func (t *cacheBody) readPumped(p []byte) (int, error) {
+	t.mu.Lock()
+	for t.rpos == len(t.data) && t.perr == nil {
+		t.cond.Wait()
+	}
+	if t.rpos < len(t.data) {
+		n := copy(p, t.data[t.rpos:])
+		t.rpos += n
+		t.mu.Unlock()
+		return n, nil
+	}
+	err := t.perr
+	t.data, t.rpos = nil, 0
+	t.mu.Unlock()
+	if err == errPumpOverflow { // the pump has ended: the rest is Read's
+		return t.r.Read(p)
+	}
+	return 0, err
 }
 
 // commit stores the entry if the body is whole, and reports whether it did.
@@ -152,12 +241,21 @@ func (t *cacheBody) CloseWithError(err error) error {
 		return nil
 	}
 	t.closed = true
-	t.abandon()
 	var cerr error
-	if rc, ok := t.r.(fasthttp.ReadCloserWithError); ok {
-		cerr = rc.CloseWithError(err)
-	} else {
-		cerr = t.up.CloseBodyStream()
+	closed := false
+	if t.pumping {
+		select {
+		case <-t.done:
+		default:
+			// The client is gone with the pump still reading: stop it
+			// (closing the stream interrupts its Read) and wait for it.
+			cerr, closed = t.closeStream(err), true
+			<-t.done
+		}
+	}
+	t.abandon()
+	if !closed {
+		cerr = t.closeStream(err)
 	}
 	fasthttp.ReleaseResponse(t.up)
 	if t.vary != nil {
@@ -166,6 +264,14 @@ func (t *cacheBody) CloseWithError(err error) error {
 	*t = cacheBody{}
 	cacheBodies.Put(t)
 	return cerr
+}
+
+// closeStream closes the backend's body stream.
+func (t *cacheBody) closeStream(err error) error {
+	if rc, ok := t.r.(fasthttp.ReadCloserWithError); ok {
+		return rc.CloseWithError(err)
+	}
+	return t.up.CloseBodyStream()
 }
 
 // nilHeader is the request header of an entry that does not vary.
@@ -210,5 +316,8 @@ func moveResponse(ctx *fasthttp.RequestCtx, up *fasthttp.Response, t *cacheBody)
 		t = cacheBodies.Get().(*cacheBody)
 	}
 	t.up, t.r = up, up.BodyStream()
+	if len(up.Header.PeekTrailerKeys()) > 0 {
+		t.trailers = h
+	}
 	resp.SetBodyStream(t, up.Header.ContentLength())
 }

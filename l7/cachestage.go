@@ -396,12 +396,14 @@ func (s *Server) cacheResponse(ctx *fasthttp.RequestCtx, st *reqState) {
 	case !streamed:
 		tx.served, tx.outcome = e, oStored
 	case len(ctx.Request.Header.Peek("If-None-Match")) > 0 || len(ctx.Request.Header.Peek("If-Modified-Since")) > 0:
-		// The client may get a 304 from the entry: read the body first.
+		// The client may get a 304 from the entry: read the body first,
+		// up to max_object_bytes (what storing it would hold anyway).
 		if t.fill() {
 			tx.served, tx.outcome = e, oStored
 		}
 	default:
-		tx.outcome = oStored // as it streams; not stored if it is cut short
+		t.startPump()
+		tx.outcome = oStored // as it comes; not stored if it is cut short
 	}
 }
 
@@ -416,6 +418,9 @@ func (s *Server) storeBody(ctx *fasthttp.RequestCtx, st *reqState, up *fasthttp.
 	e := cache.NewEntry(status, responseFields(&up.Header), nil, tx.reqTime, now, &rc.policy)
 	if !e.Storable(&tx.reqCC, tx.authorized, &rc.policy) {
 		return nil, nil
+	}
+	if len(up.Header.PeekTrailerKeys()) > 0 {
+		return nil, nil // a hit could not send the trailer fields
 	}
 	cl := up.Header.ContentLength()
 	if status == fasthttp.StatusNoContent {

@@ -1,11 +1,14 @@
 package l7
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -724,4 +727,87 @@ func FuzzParseRange(f *testing.F) {
 			t.Errorf("parseRange(%q, %d) = %d, %d: outside the body", v, n, s, e)
 		}
 	})
+}
+
+// TestCacheSlowLeaderDoesNotHoldWaiters: the client whose miss leads a
+// coalesced flight reads nothing of a large body; the entry is stored at
+// the backend's pace all the same, and a request for the key that comes
+// meanwhile is a hit, not a wait for lock_timeout and a second miss.
+func TestCacheSlowLeaderDoesNotHoldWaiters(t *testing.T) {
+	s, o := startCacheProxy(t, nil, `lock_timeout = "10s"`, "max_object_bytes = 33554432")
+	body := bytes.Repeat([]byte("0123456789abcdef"), (16<<20)/16) // far above socket buffers
+	o.set(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		_, _ = w.Write(body)
+	})
+	leader := dialWithDeadline(t, s.addr(), 20*time.Second)
+	defer leader.Close()
+	if _, err := io.WriteString(leader, "GET /big HTTP/1.1\r\nHost: "+s.addr()+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// The leader's response is under way once its status line arrives.
+	br := bufio.NewReader(leader)
+	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 200") {
+		t.Fatalf("leader: got %q, %v", line, err)
+	}
+	c := s.rcache.c
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Len() == 0 { // stored while the leader's client reads nothing more
+		if time.Now().After(deadline) {
+			t.Fatal("the body was not stored while its first client stalled")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	resp, b := get(t, s, "GET", "/big")
+	if len(b) != len(body) || resp.Header.Get("X-Cache") != "HIT" {
+		t.Fatalf("second request: %d bytes, X-Cache %q; want %d bytes from cache", len(b), resp.Header.Get("X-Cache"), len(body))
+	}
+	if got := o.hits.Load(); got != 1 {
+		t.Errorf("origin requests: got %d; want 1", got)
+	}
+	// And the stalled client still gets the whole body, intact.
+	resp2, err := http.ReadResponse(bufio.NewReader(io.MultiReader(strings.NewReader("HTTP/1.1 200 OK\r\n"), br)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp2.Body)
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("leader body: %d bytes (want %d), equal %v, err %v", len(got), len(body), bytes.Equal(got, body), err)
+	}
+}
+
+// TestCacheTrailersPassThrough: a response that declares trailer fields
+// reaches the client with them, and is not stored (a hit could not send
+// them).
+func TestCacheTrailersPassThrough(t *testing.T) {
+	s, o := startCacheProxy(t, nil, "", "")
+	o.set(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Trailer", "X-Sum")
+		_, _ = w.Write([]byte("hello"))
+		w.(http.Flusher).Flush()
+		w.Header().Set("X-Sum", "42")
+	})
+	for i := range 2 {
+		c := dialWithDeadline(t, s.addr(), 10*time.Second)
+		if _, err := io.WriteString(c, "GET /t HTTP/1.1\r\nHost: "+s.addr()+"\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		c.Close()
+		if err != nil || string(b) != "hello" {
+			t.Fatalf("request %d: body %q, %v", i, b, err)
+		}
+		if got := resp.Trailer.Get("X-Sum"); got != "42" {
+			t.Errorf("request %d: trailer X-Sum %q; want 42 (trailers %v)", i, got, resp.Trailer)
+		}
+	}
+	if got := o.hits.Load(); got != 2 {
+		t.Errorf("origin requests: got %d; want 2 (not stored)", got)
+	}
 }
