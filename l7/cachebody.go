@@ -142,6 +142,7 @@ func (t *cacheBody) fill() bool {
 // there, and the rest goes from the backend to the client as it is read.
 func (t *cacheBody) startPump() {
 	t.pumping = true
+	t.data, t.buf = t.buf[:0], nil // sized by storeBody when the length is known
 	t.cond.L = &t.mu
 	t.done = make(chan struct{})
 	go t.pump()
@@ -149,9 +150,10 @@ func (t *cacheBody) startPump() {
 
 func (t *cacheBody) pump() {
 	defer close(t.done)
-	chunk := make([]byte, 32<<10)
+	chunk := copyBufs.Get().(*[copyBufSize]byte)
+	defer copyBufs.Put(chunk)
 	for {
-		n, err := t.r.Read(chunk)
+		n, err := t.r.Read(chunk[:])
 		t.mu.Lock()
 		t.data = append(t.data, chunk[:n]...)
 		switch {
