@@ -34,11 +34,6 @@ type cacheBody struct {
 	up *fasthttp.Response // the backend's response; released at close
 	r  io.Reader          // its body stream
 
-	// pend is read ahead by fill and not yet returned by Read; err ends
-	// the body after it (io.EOF, or the backend's error).
-	pend []byte
-	err  error
-
 	// While storing: the entry, its body so far and where it goes.
 	storing bool
 	rc      *routeCache
@@ -70,6 +65,7 @@ type cacheBody struct {
 	rpos    int
 	perr    error         // how the pump ended; nil while it runs
 	done    chan struct{} // closed when the pump has ended
+	stored  bool          // the pump stored the entry; read after done
 }
 
 // errPumpOverflow ends a pump whose body has outgrown max_object_bytes:
@@ -80,19 +76,11 @@ var _ fasthttp.ReadCloserWithError = (*cacheBody)(nil)
 
 var cacheBodies = sync.Pool{New: func() any { return new(cacheBody) }}
 
-// Read returns the body: what the pump has read, or what fill read ahead,
-// then the rest of the backend's stream.
+// Read returns the body: what the pump has read, then the rest of the
+// backend's stream.
 func (t *cacheBody) Read(p []byte) (int, error) {
 	if t.pumping {
 		return t.readPumped(p)
-	}
-	if len(t.pend) > 0 {
-		n := copy(p, t.pend)
-		t.pend = t.pend[n:]
-		return n, nil
-	}
-	if t.err != nil {
-		return 0, t.err
 	}
 	n, err := t.r.Read(p)
 	if err == io.EOF && t.trailers != nil {
@@ -112,26 +100,6 @@ func copyTrailers(dst, src *fasthttp.ResponseHeader) {
 			dst.SetBytesKV(k, v)
 		}
 	}
-}
-
-// fill reads the body ahead, in the handler, up to one byte over the
-// limit, and stores the entry if that was all of it; it reports whether it
-// did. Read then returns what was read first.
-func (t *cacheBody) fill() bool {
-	b, err := io.ReadAll(io.LimitReader(t.r, t.max+1))
-	t.pend = b
-	switch {
-	case err != nil:
-		t.err = err
-		t.abandon()
-	case int64(len(b)) > t.max:
-		t.abandon()
-	default:
-		t.err = io.EOF
-		t.buf = b
-		return t.commit()
-	}
-	return false
 }
 
 // startPump has a goroutine read the body to its end into the entry while
@@ -170,12 +138,19 @@ func (t *cacheBody) pump() {
 		}
 		if end == io.EOF && int64(len(data)) <= t.max {
 			t.buf = data
-			t.commit()
+			t.stored = t.commit()
 		} else {
 			t.abandon()
 		}
 		return
 	}
+}
+
+// waitPump waits for the pump to end and reports whether it stored the
+// entry; Read then returns what it read.
+func (t *cacheBody) waitPump() bool {
+	<-t.done
+	return t.stored
 }
 
 // readPumped is Read while pumping.

@@ -396,9 +396,10 @@ func (s *Server) cacheResponse(ctx *fasthttp.RequestCtx, st *reqState) {
 	case !streamed:
 		tx.served, tx.outcome = e, oStored
 	case len(ctx.Request.Header.Peek("If-None-Match")) > 0 || len(ctx.Request.Header.Peek("If-Modified-Since")) > 0:
-		// The client may get a 304 from the entry: read the body first,
-		// up to max_object_bytes (what storing it would hold anyway).
-		if t.fill() {
+		// The client may get a 304 from the entry: the body is read
+		// first, up to max_object_bytes (what storing it holds anyway).
+		t.startPump()
+		if t.waitPump() {
 			tx.served, tx.outcome = e, oStored
 		}
 	default:

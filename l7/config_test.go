@@ -21,8 +21,6 @@ func validConfig() Config {
 
 var testPools = map[string]bool{"web": true}
 
-func configInt(v int) *int { return &v }
-
 func TestConfigValidateAcceptsDefaults(t *testing.T) {
 	c := validConfig()
 	c.Listeners = append(c.Listeners, ListenerConfig{Address: "127.0.0.1:0"}, ListenerConfig{Address: "127.0.0.1:0"})
