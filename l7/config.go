@@ -54,9 +54,13 @@ type ListenerConfig struct {
 	// MaxBodyBytes is the largest request body; larger gets 413. 0: no
 	// limit. Default 1073741824 (1 GiB).
 	MaxBodyBytes *int64 `toml:"max_body_bytes"`
-	// MaxConns is the most client connections open at once; 0: no limit.
+	// MaxConns is the most client connections open at once, idle ones
+	// included; over it a connection gets 503 and is closed. 0: no limit.
 	// Default 0.
 	MaxConns int `toml:"max_conns"`
+
+	// parking, when set, replaces defaultParking (tests).
+	parking *parkPolicy
 }
 
 // CertificateConfig names one PEM certificate chain and its key.

@@ -27,7 +27,7 @@ type testConfig struct {
 // server on the listeners given (use 127.0.0.1:0) and returns it; the test's
 // cleanup shuts it down. Placeholders are not expanded: build tomlText with
 // fmt.Sprintf and the backends' addresses.
-func startProxy(t testing.TB, tomlText string) *Server {
+func startProxy(t testing.TB, tomlText string, mods ...func(*Config)) *Server {
 	t.Helper()
 	var tc testConfig
 	md, err := toml.Decode(tomlText, &tc)
@@ -53,6 +53,9 @@ func startProxy(t testing.TB, tomlText string) *Server {
 	}
 	if err := tc.HTTP.Validate("http", names); err != nil {
 		t.Fatalf("http config: %v", err)
+	}
+	for _, mod := range mods {
+		mod(&tc.HTTP)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {

@@ -1,7 +1,6 @@
 package l7
 
 import (
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +18,7 @@ type serverMetrics struct {
 	bytesIn  *metrics.Counter
 	bytesOut *metrics.Counter
 	conns    atomic.Int64
+	parked   atomic.Int64 // of conns, those parked (park.go)
 
 	// open holds the client connections not yet closed, so that the end
 	// of a drain can cut them; touched once per connection, not per request.
@@ -42,6 +42,7 @@ func newServerMetrics(set *metrics.Set) *serverMetrics {
 		open:     map[*countConn]struct{}{},
 	}
 	set.GetOrCreateGauge(`portico_http_connections_active`, func() float64 { return float64(m.conns.Load()) })
+	set.GetOrCreateGauge(`portico_http_connections_parked`, func() float64 { return float64(m.parked.Load()) })
 	return m
 }
 
@@ -75,83 +76,4 @@ func quoteLabel(v string) string {
 	v = strings.ReplaceAll(v, `"`, `\"`)
 	v = strings.ReplaceAll(v, "\n", `\n`)
 	return `"` + v + `"`
-}
-
-// countingListener counts active connections and bytes in both directions,
-// and keeps the open connections for cutConns.
-func (m *serverMetrics) countingListener(ln net.Listener) net.Listener {
-	return &countListener{Listener: ln, m: m}
-}
-
-type countListener struct {
-	net.Listener
-	m *serverMetrics
-}
-
-func (l *countListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	cc := &countConn{Conn: c, m: l.m, ip: appendIP(nil, c.RemoteAddr())}
-	l.m.conns.Add(1)
-	l.m.openMu.Lock()
-	l.m.open[cc] = struct{}{}
-	l.m.openMu.Unlock()
-	return cc, nil
-}
-
-// cutConns closes every client connection still open, tunnels included:
-// the end of a drain.
-func (m *serverMetrics) cutConns() {
-	m.openMu.Lock()
-	conns := make([]*countConn, 0, len(m.open))
-	for c := range m.open {
-		conns = append(conns, c)
-	}
-	m.openMu.Unlock()
-	for _, c := range conns {
-		_ = c.Close()
-	}
-}
-
-type countConn struct {
-	net.Conn
-	m      *serverMetrics
-	ip     []byte // the client's IP as text, for appendClientIP; read-only
-	closed atomic.Bool
-}
-
-func (c *countConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.m.bytesIn.Add(n)
-	}
-	return n, err
-}
-
-func (c *countConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	if n > 0 {
-		c.m.bytesOut.Add(n)
-	}
-	return n, err
-}
-
-func (c *countConn) Close() error {
-	if c.closed.CompareAndSwap(false, true) {
-		c.m.conns.Add(-1)
-		c.m.openMu.Lock()
-		delete(c.m.open, c)
-		c.m.openMu.Unlock()
-	}
-	return c.Conn.Close()
-}
-
-// CloseWrite half-closes a TCP connection, for tunnels.
-func (c *countConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
 }

@@ -54,6 +54,7 @@ type listener struct {
 	bodyTimeout time.Duration
 	srv         *fasthttp.Server
 	ln          net.Listener
+	pk          *parker // nil: idle connections are not parked (TLS)
 	done        chan error
 }
 
@@ -131,6 +132,7 @@ func (s *Server) newListener(lc ListenerConfig) (*listener, error) {
 	l.srv = &fasthttp.Server{
 		Handler:                      func(ctx *fasthttp.RequestCtx) { s.serve(ctx, l) },
 		ErrorHandler:                 func(ctx *fasthttp.RequestCtx, err error) { s.parseError(ctx, l, err) },
+		ConnState:                    connState,
 		ReadTimeout:                  lc.HeaderTimeout,
 		HeaderReceived:               bodyDeadline,
 		WriteTimeout:                 lc.WriteTimeout,
@@ -160,10 +162,22 @@ func (s *Server) Start() error {
 			s.closeListeners()
 			return fmt.Errorf("listener %q: cannot listen on %s: %w", l.cfg.Name, l.cfg.Address, err)
 		}
-		l.ln = s.metrics.countingListener(ln)
 		if l.srv.TLSConfig != nil {
-			l.ln = tls.NewListener(l.ln, l.srv.TLSConfig)
+			l.ln = tls.NewListener(s.metrics.countingListener(ln, nil, 0), l.srv.TLSConfig)
+			continue
 		}
+		if pol := l.parking(); !pol.off {
+			pk, err := newParker(pol, l.srv, s.log, &s.metrics.parked)
+			if err != nil {
+				s.log.Warn("idle connections will not be parked", "listener", l.cfg.Name, "error", err)
+			}
+			l.pk = pk
+		}
+		limit := 0
+		if l.pk != nil {
+			limit = l.cfg.MaxConns
+		}
+		l.ln = s.metrics.countingListener(ln, l.pk, limit)
 	}
 	for _, l := range s.listeners {
 		go func(l *listener) { l.done <- l.srv.Serve(l.ln) }(l)
@@ -189,7 +203,18 @@ func (s *Server) closeListeners() {
 		if l.ln != nil {
 			l.ln.Close()
 		}
+		if l.pk != nil {
+			l.pk.close()
+		}
 	}
+}
+
+// parking is the listener's parkPolicy (park.go).
+func (l *listener) parking() parkPolicy {
+	if l.cfg.parking != nil {
+		return *l.cfg.parking
+	}
+	return defaultParking
 }
 
 // Shutdown stops accepting, lets requests in flight finish until ctx ends,
@@ -197,6 +222,11 @@ func (s *Server) closeListeners() {
 func (s *Server) Shutdown(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(s.listeners))
+	for _, l := range s.listeners {
+		if l.pk != nil {
+			l.pk.close() // parked connections are idle: close them first
+		}
+	}
 	for i, l := range s.listeners {
 		if l.ln == nil {
 			continue

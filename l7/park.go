@@ -1,0 +1,400 @@
+package l7
+
+import (
+	"container/heap"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"golang.org/x/sys/unix"
+)
+
+// Parking idle keep-alive connections.
+//
+// fasthttp serves each connection on a goroutine of its own, and a
+// keep-alive connection waiting for its next request keeps that goroutine:
+// an 8 KiB stack, about 17 KiB of memory per idle connection all told,
+// where NGINX keeps under 1 KiB. So a plain-HTTP listener with many open
+// connections parks the idle ones. fasthttp reports a connection idle
+// through ConnState when it is done with a request, then reads the next
+// one; if nothing has arrived, that read (readOrPark) ends as if the client
+// had closed, fasthttp ends the connection quietly, and Close hands the
+// socket to the listener's parker instead of closing it. The parker
+// watches every parked socket with one epoll set of its own (itself
+// watched by Go's netpoller, so no thread blocks on it) and, when a
+// request arrives, serves the connection again with fasthttp's ServeConn
+// on a new goroutine. While parked, a connection is only its socket and
+// its countConn: Go's net.Conn (its netFD, addresses and poll descriptor,
+// about 0.5 KiB) is closed after the socket is duplicated, and made again
+// from it on wake-up (net.FileConn).
+//
+// Parking costs about ten system calls per park and wake-up, so it is done only where
+// memory matters and the wait is likely to be long: while the listener
+// has more than above connections open, for a connection that has not
+// waited before or whose last wait was at least gap. A busy connection
+// (wrk's, a pool of clients) keeps its goroutine.
+//
+// TLS connections are not parked: fasthttp reports them idle as a
+// *tls.Conn, which is not a countConn, and crypto/tls could not resume
+// reading a connection after an error anyway.
+
+// parkPolicy says when a listener parks idle connections.
+type parkPolicy struct {
+	above int64         // park only while more connections than this are open
+	gap   time.Duration // park a connection whose last wait was at least this
+	off   bool          // never park
+}
+
+// defaultParking: 64 busy connections cost about 1 MiB as
+// goroutines, and are not slowed down by parking.
+var defaultParking = parkPolicy{above: 64, gap: 50 * time.Millisecond}
+
+// errParked ends fasthttp's wait for a request on a connection being parked;
+// fasthttp reads any error there as the client's close.
+var errParked = errors.New("idle connection parked")
+
+// parkState is the part of a countConn that parking uses. idleNext, raw
+// and lastWait belong to the goroutine serving the connection; the rest is
+// guarded by the parker's mutex once the connection is handed to it.
+type parkState struct {
+	idleNext bool        // fasthttp is done with a request: the next Read waits for one
+	parkReq  atomic.Bool // readOrPark chose to park: Close parks
+	parked   bool        // in the parker's set
+	fd       int32       // while parked: the socket, owned by the parker
+	heapIdx  int32       // in the parker's expiry heap, -1 when not
+	raw      syscall.RawConn
+	lastWait time.Duration // the last wait for a request; 0: none yet
+	parkedAt int64         // monotonic nanoseconds (monoNow)
+	deadline int64         // the read deadline as last set, Unix nanoseconds; 0: none
+}
+
+// readOrPark is fasthttp's wait for the next request on a keep-alive
+// connection, on a listener that parks: it reads what has arrived, and if
+// nothing has, it either parks the connection (returning errParked, so that
+// fasthttp closes it, which parks it) or waits as a plain read does. ok is
+// false when the connection cannot be read this way.
+func (c *countConn) readOrPark(p []byte) (n int, err error, ok bool) {
+	raw := c.rawConn()
+	if raw == nil {
+		return 0, nil, false
+	}
+	r := rawReads.Get().(*rawRead)
+	r.b, r.n, r.err, r.waitStart = p, 0, nil, 0
+	r.park = c.lastWait == 0 || c.lastWait >= c.ln.pk.policy.gap
+	err = raw.Read(r.fn)
+	n, park, waitStart := r.n, r.park, r.waitStart
+	if err == nil {
+		err = r.err
+	}
+	r.b, r.err = nil, nil
+	rawReads.Put(r)
+	if park {
+		c.parkReq.Store(true)
+		return 0, errParked, true
+	}
+	c.lastWait = time.Nanosecond // came without a wait
+	if waitStart != 0 {
+		c.lastWait = time.Duration(monoNow() - waitStart)
+	}
+	if n > 0 {
+		c.m.bytesIn.Add(n)
+	}
+	return n, err, true
+}
+
+// rawRead is the state of one readOrPark read, pooled so that a connection
+// holds none of it while it waits.
+type rawRead struct {
+	b         []byte
+	n         int
+	err       error
+	park      bool  // park if nothing has arrived; false once something has
+	waitStart int64 // when the read first found nothing (monoNow); 0: not yet
+	fn        func(fd uintptr) bool
+}
+
+var rawReads = sync.Pool{New: func() any {
+	r := new(rawRead)
+	r.fn = r.read
+	return r
+}}
+
+// read is the read on the socket; false waits for it to become readable
+// (or for the read deadline).
+func (r *rawRead) read(fd uintptr) bool {
+	for {
+		n, err := syscall.Read(int(fd), r.b)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			if r.park {
+				return true
+			}
+			if r.waitStart == 0 {
+				r.waitStart = monoNow()
+			}
+			return false
+		case err != nil:
+			r.err = os.NewSyscallError("read", err)
+		case n == 0:
+			r.err = io.EOF
+		}
+		r.park = false
+		r.n = max(n, 0)
+		return true
+	}
+}
+
+// monoNow is a monotonic clock in nanoseconds.
+func monoNow() int64 { return int64(time.Since(monoBase)) }
+
+var monoBase = time.Now()
+
+// parker holds one listener's parked connections.
+type parker struct {
+	policy parkPolicy
+	srv    *fasthttp.Server
+	log    *slog.Logger
+	gauge  *atomic.Int64 // the server's count of parked connections
+
+	ep   *os.File // the epoll set, watched by Go's netpoller
+	epfd int
+	raw  syscall.RawConn
+	done chan struct{}
+
+	mu     sync.Mutex
+	conns  map[int32]*countConn // parked, by socket
+	expiry expiryHeap
+	armed  int64 // the epoll file's read deadline (the next expiry); 0: none
+	closed bool
+}
+
+// newParker makes a parker serving woken connections with srv, and starts
+// its loop.
+func newParker(pol parkPolicy, srv *fasthttp.Server, log *slog.Logger, gauge *atomic.Int64) (*parker, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("parking: epoll_create1: %w", err)
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("parking: %w", err)
+	}
+	ep := os.NewFile(uintptr(epfd), "portico-park")
+	raw, err := ep.SyscallConn()
+	if err != nil {
+		ep.Close()
+		return nil, fmt.Errorf("parking: %w", err)
+	}
+	p := &parker{policy: pol, srv: srv, log: log, gauge: gauge, ep: ep, epfd: epfd, raw: raw,
+		done: make(chan struct{}), conns: map[int32]*countConn{}}
+	go p.loop()
+	return p, nil
+}
+
+// park takes c over: its socket is duplicated into the parked set and
+// Go's connection closed. false if it cannot (c is then as it was, and
+// the caller closes it).
+func (p *parker) park(c *countConn) bool {
+	raw := c.rawConn()
+	if raw == nil {
+		return false
+	}
+	fd := -1
+	var err error
+	if cerr := raw.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil || err != nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		unix.Close(fd)
+		return false
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(fd)}
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		unix.Close(fd)
+		p.log.Warn("cannot park an idle connection", "error", err)
+		return false
+	}
+	_ = c.Conn.Close() // the socket stays open through fd
+	c.Conn, c.raw = nil, nil
+	c.fd, c.parked, c.parkedAt = int32(fd), true, monoNow()
+	p.conns[c.fd] = c
+	p.gauge.Add(1)
+	if c.deadline != 0 {
+		heap.Push(&p.expiry, c)
+		if c.heapIdx == 0 && (p.armed == 0 || c.deadline < p.armed) {
+			p.armed = c.deadline
+			_ = p.ep.SetReadDeadline(time.Unix(0, p.armed))
+		}
+	}
+	return true
+}
+
+// claim takes c out of the parked set if it is there, for Close: the
+// socket, which the caller closes, and true. The lock also orders the
+// caller's use of c.Conn after a wake-up that set it.
+func (p *parker) claim(c *countConn) (fd int, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !c.parked {
+		return -1, false
+	}
+	fd = int(c.fd)
+	p.removeLocked(c)
+	return fd, true
+}
+
+func (p *parker) removeLocked(c *countConn) {
+	delete(p.conns, c.fd)
+	if c.heapIdx >= 0 {
+		heap.Remove(&p.expiry, int(c.heapIdx))
+	}
+	c.parked, c.fd = false, -1
+	p.gauge.Add(-1)
+}
+
+// loop waits for parked connections to become readable, serves them again,
+// and closes those whose read deadline passes, until close.
+func (p *parker) loop() {
+	defer close(p.done)
+	var events [128]unix.EpollEvent
+	n := 0
+	wait := func(fd uintptr) bool {
+		var err error
+		n, err = unix.EpollWait(int(fd), events[:], 0)
+		if err != nil {
+			n = 0
+		}
+		return n > 0
+	}
+	for {
+		err := p.raw.Read(wait)
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return // the file was closed: close was called
+		}
+		for _, ev := range events[:n] {
+			p.wake(ev.Fd)
+		}
+		n = 0
+		p.expire()
+	}
+}
+
+// wake serves the connection on socket fd again, if it is parked: Go's
+// connection is made again from the socket, and fasthttp serves it on a
+// new goroutine.
+func (p *parker) wake(fd int32) {
+	p.mu.Lock()
+	c := p.conns[fd]
+	if c == nil || p.closed {
+		p.mu.Unlock()
+		return
+	}
+	parkedAt := c.parkedAt
+	p.removeLocked(c)
+	// Out of the set before fd closes: the registration would outlive fd
+	// while FileConn's duplicate keeps the socket open.
+	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
+	f := os.NewFile(uintptr(fd), "")
+	nc, err := net.FileConn(f)
+	f.Close()
+	if err == nil {
+		c.Conn = nc
+	}
+	p.mu.Unlock()
+	if err != nil {
+		p.log.Warn("cannot wake a parked connection", "error", err)
+		c.finish()
+		return
+	}
+	c.lastWait = max(time.Duration(monoNow()-parkedAt), time.Nanosecond)
+	go p.srv.ServeConn(c) //nolint:errcheck // fasthttp logs what it must
+}
+
+// expire closes the parked connections whose read deadline has passed, and
+// arms the epoll file's deadline for the next one.
+func (p *parker) expire() {
+	now := time.Now().UnixNano()
+	var dead []*countConn
+	p.mu.Lock()
+	for len(p.expiry) > 0 && p.expiry[0].deadline <= now {
+		c := p.expiry[0]
+		unix.Close(int(c.fd))
+		p.removeLocked(c)
+		dead = append(dead, c)
+	}
+	var next int64
+	if len(p.expiry) > 0 {
+		next = p.expiry[0].deadline
+	}
+	if next != p.armed {
+		p.armed = next
+		t := time.Time{}
+		if next != 0 {
+			t = time.Unix(0, next)
+		}
+		_ = p.ep.SetReadDeadline(t)
+	}
+	p.mu.Unlock()
+	for _, c := range dead {
+		c.finish()
+	}
+}
+
+// close stops parking: it closes every parked connection and the epoll
+// set, and waits for the loop to end. Connections fasthttp closes later
+// are closed, not parked.
+func (p *parker) close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	conns := make([]*countConn, 0, len(p.conns))
+	for _, c := range p.conns {
+		unix.Close(int(c.fd))
+		p.removeLocked(c)
+		conns = append(conns, c)
+	}
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.finish()
+	}
+	p.ep.Close()
+	<-p.done
+}
+
+// expiryHeap orders parked connections by read deadline.
+type expiryHeap []*countConn
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
+func (h expiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx, h[j].heapIdx = int32(i), int32(j)
+}
+func (h *expiryHeap) Push(x any) {
+	c := x.(*countConn)
+	c.heapIdx = int32(len(*h))
+	*h = append(*h, c)
+}
+func (h *expiryHeap) Pop() any {
+	old := *h
+	c := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	c.heapIdx = -1
+	return c
+}
