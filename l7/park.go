@@ -40,7 +40,9 @@ import (
 // memory matters and the wait is likely to be long: while the listener
 // has more than above connections open, for a connection that has not
 // waited before or whose last wait was at least gap. A busy connection
-// (wrk's, a pool of clients) keeps its goroutine.
+// (wrk's, a pool of clients) keeps its goroutine, until it has waited
+// sweep: then the parker's sweep ends its wait (a read deadline in the
+// past) and it is parked.
 //
 // TLS connections are not parked: fasthttp reports them idle as a
 // *tls.Conn, which is not a countConn, and crypto/tls could not resume
@@ -50,12 +52,13 @@ import (
 type parkPolicy struct {
 	above int64         // park only while more connections than this are open
 	gap   time.Duration // park a connection whose last wait was at least this
+	sweep time.Duration // park a connection still waiting after this; 0: 1s
 	off   bool          // never park
 }
 
 // defaultParking: 64 busy connections cost about 1 MiB as
 // goroutines, and are not slowed down by parking.
-var defaultParking = parkPolicy{above: 64, gap: 50 * time.Millisecond}
+var defaultParking = parkPolicy{above: 64, gap: 50 * time.Millisecond, sweep: time.Second}
 
 // errParked ends fasthttp's wait for a request on a connection being parked;
 // fasthttp reads any error there as the client's close.
@@ -74,7 +77,14 @@ type parkState struct {
 	lastWait time.Duration // the last wait for a request; 0: none yet
 	parkedAt int64         // monotonic nanoseconds (monoNow)
 	deadline int64         // the read deadline as last set, Unix nanoseconds; 0: none
+
+	// waiting is when readOrPark began to wait (monoNow), 0 when it is not
+	// waiting, or swept once the parker's sweep has claimed the wait.
+	waiting atomic.Int64
 }
+
+// swept marks a wait the sweep has ended.
+const swept = -1
 
 // readOrPark is fasthttp's wait for the next request on a keep-alive
 // connection, on a listener that parks: it reads what has arrived, and if
@@ -86,16 +96,29 @@ func (c *countConn) readOrPark(p []byte) (n int, err error, ok bool) {
 	if raw == nil {
 		return 0, nil, false
 	}
+	pk := c.ln.pk
 	r := rawReads.Get().(*rawRead)
-	r.b, r.n, r.err, r.waitStart = p, 0, nil, 0
-	r.park = c.lastWait == 0 || c.lastWait >= c.ln.pk.policy.gap
+	r.b, r.n, r.err, r.waitStart, r.waiting = p, 0, nil, 0, &c.waiting
+	r.park = c.lastWait == 0 || c.lastWait >= pk.policy.gap
 	err = raw.Read(r.fn)
 	n, park, waitStart := r.n, r.park, r.waitStart
 	if err == nil {
 		err = r.err
 	}
-	r.b, r.err = nil, nil
+	r.b, r.err, r.waiting = nil, nil, nil
 	rawReads.Put(r)
+	if c.waiting.Swap(0) == swept {
+		// The sweep ended this wait with a read deadline in the past, or is
+		// about to (under the parker's lock). Park, or, if a request came
+		// first, put the deadline back.
+		pk.mu.Lock()
+		pk.mu.Unlock()
+		if n == 0 && isTimeout(err) {
+			park = true
+		} else {
+			_ = c.Conn.SetReadDeadline(c.deadlineTime())
+		}
+	}
 	if park {
 		c.parkReq.Store(true)
 		return 0, errParked, true
@@ -118,6 +141,7 @@ type rawRead struct {
 	err       error
 	park      bool  // park if nothing has arrived; false once something has
 	waitStart int64 // when the read first found nothing (monoNow); 0: not yet
+	waiting   *atomic.Int64
 	fn        func(fd uintptr) bool
 }
 
@@ -141,6 +165,7 @@ func (r *rawRead) read(fd uintptr) bool {
 			}
 			if r.waitStart == 0 {
 				r.waitStart = monoNow()
+				r.waiting.Store(r.waitStart)
 			}
 			return false
 		case err != nil:
@@ -154,6 +179,14 @@ func (r *rawRead) read(fd uintptr) bool {
 	}
 }
 
+// deadlineTime is the read deadline as last set.
+func (c *countConn) deadlineTime() time.Time {
+	if c.deadline == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, c.deadline)
+}
+
 // monoNow is a monotonic clock in nanoseconds.
 func monoNow() int64 { return int64(time.Since(monoBase)) }
 
@@ -161,26 +194,27 @@ var monoBase = time.Now()
 
 // parker holds one listener's parked connections.
 type parker struct {
-	policy parkPolicy
-	srv    *fasthttp.Server
-	log    *slog.Logger
-	gauge  *atomic.Int64 // the server's count of parked connections
+	policy  parkPolicy
+	srv     *fasthttp.Server
+	log     *slog.Logger
+	metrics *serverMetrics // open connections (sweepWaits), parked count
 
 	ep   *os.File // the epoll set, watched by Go's netpoller
 	epfd int
 	raw  syscall.RawConn
 	done chan struct{}
 
-	mu     sync.Mutex
-	conns  map[int32]*countConn // parked, by socket
-	expiry expiryHeap
-	armed  int64 // the epoll file's read deadline (the next expiry); 0: none
-	closed bool
+	mu        sync.Mutex
+	conns     map[int32]*countConn // parked, by socket
+	expiry    expiryHeap
+	armed     int64 // the epoll file's read deadline: the next expiry or sweep
+	nextSweep int64 // Unix nanoseconds
+	closed    bool
 }
 
 // newParker makes a parker serving woken connections with srv, and starts
 // its loop.
-func newParker(pol parkPolicy, srv *fasthttp.Server, log *slog.Logger, gauge *atomic.Int64) (*parker, error) {
+func newParker(pol parkPolicy, srv *fasthttp.Server, log *slog.Logger, m *serverMetrics) (*parker, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("parking: epoll_create1: %w", err)
@@ -195,7 +229,7 @@ func newParker(pol parkPolicy, srv *fasthttp.Server, log *slog.Logger, gauge *at
 		ep.Close()
 		return nil, fmt.Errorf("parking: %w", err)
 	}
-	p := &parker{policy: pol, srv: srv, log: log, gauge: gauge, ep: ep, epfd: epfd, raw: raw,
+	p := &parker{policy: pol, srv: srv, log: log, metrics: m, ep: ep, epfd: epfd, raw: raw,
 		done: make(chan struct{}), conns: map[int32]*countConn{}}
 	go p.loop()
 	return p, nil
@@ -230,12 +264,11 @@ func (p *parker) park(c *countConn) bool {
 	c.Conn, c.raw = nil, nil
 	c.fd, c.parked, c.parkedAt = int32(fd), true, monoNow()
 	p.conns[c.fd] = c
-	p.gauge.Add(1)
+	p.metrics.parked.Add(1)
 	if c.deadline != 0 {
 		heap.Push(&p.expiry, c)
-		if c.heapIdx == 0 && (p.armed == 0 || c.deadline < p.armed) {
-			p.armed = c.deadline
-			_ = p.ep.SetReadDeadline(time.Unix(0, p.armed))
+		if c.heapIdx == 0 {
+			p.armLocked()
 		}
 	}
 	return true
@@ -261,7 +294,7 @@ func (p *parker) removeLocked(c *countConn) {
 		heap.Remove(&p.expiry, int(c.heapIdx))
 	}
 	c.parked, c.fd = false, -1
-	p.gauge.Add(-1)
+	p.metrics.parked.Add(-1)
 }
 
 // loop waits for parked connections to become readable, serves them again,
@@ -278,6 +311,14 @@ func (p *parker) loop() {
 		}
 		return n > 0
 	}
+	sweepEvery := p.policy.sweep
+	if sweepEvery <= 0 {
+		sweepEvery = time.Second
+	}
+	p.mu.Lock()
+	p.nextSweep = time.Now().Add(sweepEvery).UnixNano()
+	p.armLocked()
+	p.mu.Unlock()
 	for {
 		err := p.raw.Read(wait)
 		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -287,7 +328,43 @@ func (p *parker) loop() {
 			p.wake(ev.Fd)
 		}
 		n = 0
+		if now := time.Now(); now.UnixNano() >= p.nextSweep {
+			p.sweepWaits(now, sweepEvery)
+		}
 		p.expire()
+	}
+}
+
+// sweepWaits ends the waits that have lasted sweepEvery, on connections
+// readOrPark did not park (they had been busy), so that they park.
+func (p *parker) sweepWaits(now time.Time, sweepEvery time.Duration) {
+	p.mu.Lock()
+	p.nextSweep = now.Add(sweepEvery).UnixNano()
+	p.mu.Unlock()
+	var ln *countListener
+	old := monoNow() - int64(sweepEvery)
+	var waits []*countConn
+	m := p.metrics
+	m.openMu.Lock()
+	for c := range m.open {
+		if c.ln.pk == p {
+			ln = c.ln
+			if w := c.waiting.Load(); w > 0 && w <= old {
+				waits = append(waits, c)
+			}
+		}
+	}
+	m.openMu.Unlock()
+	if ln == nil || ln.open.Load() <= p.policy.above {
+		return
+	}
+	past := time.Unix(1, 0)
+	for _, c := range waits {
+		p.mu.Lock()
+		if w := c.waiting.Load(); w > 0 && c.waiting.CompareAndSwap(w, swept) {
+			_ = c.Conn.SetReadDeadline(past)
+		}
+		p.mu.Unlock()
 	}
 }
 
@@ -334,21 +411,23 @@ func (p *parker) expire() {
 		p.removeLocked(c)
 		dead = append(dead, c)
 	}
-	var next int64
-	if len(p.expiry) > 0 {
+	p.armLocked()
+	p.mu.Unlock()
+	for _, c := range dead {
+		c.finish()
+	}
+}
+
+// armLocked sets the epoll file's read deadline to the next expiry or
+// sweep, whichever comes first.
+func (p *parker) armLocked() {
+	next := p.nextSweep
+	if len(p.expiry) > 0 && p.expiry[0].deadline < next {
 		next = p.expiry[0].deadline
 	}
 	if next != p.armed {
 		p.armed = next
-		t := time.Time{}
-		if next != 0 {
-			t = time.Unix(0, next)
-		}
-		_ = p.ep.SetReadDeadline(t)
-	}
-	p.mu.Unlock()
-	for _, c := range dead {
-		c.finish()
+		_ = p.ep.SetReadDeadline(time.Unix(0, next))
 	}
 }
 

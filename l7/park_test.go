@@ -96,6 +96,28 @@ func TestParkedConnectionServesAgain(t *testing.T) {
 	}
 }
 
+// TestSweepParksBusyConnection: a connection whose last wait was short is
+// not parked when it waits, but the sweep parks it once the wait lasts.
+func TestSweepParksBusyConnection(t *testing.T) {
+	s := startProxy(t, oneBackend{Addr: echoPathBackend(t)}.toml(), func(c *Config) {
+		c.Listeners[0].parking = &parkPolicy{gap: time.Hour, sweep: 20 * time.Millisecond}
+	})
+	c := dialWithDeadline(t, s.addr(), 10*time.Second)
+	defer c.Close()
+	br := bufio.NewReader(c)
+	roundTrip(t, c, br, "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitParked(t, s, 1) // a first wait parks at once
+	// Woken after a wait shorter than gap: this wait does not park at
+	// once, the sweep parks it.
+	if resp, body := roundTrip(t, c, br, "GET /2 HTTP/1.1\r\nHost: x\r\n\r\n"); body != "GET /2 " {
+		t.Fatalf("status %d body %q", resp.StatusCode, body)
+	}
+	waitParked(t, s, 1)
+	if resp, body := roundTrip(t, c, br, "GET /3 HTTP/1.1\r\nHost: x\r\n\r\n"); body != "GET /3 " || resp.Close {
+		t.Fatalf("status %d close %v body %q", resp.StatusCode, resp.Close, body)
+	}
+}
+
 func TestParkedPipelineAndLargeHead(t *testing.T) {
 	s := startProxy(t, oneBackend{Addr: echoPathBackend(t)}.toml(), parkAlways)
 	c := dialWithDeadline(t, s.addr(), 10*time.Second)
@@ -214,7 +236,7 @@ func TestMaxConnsCountsParked(t *testing.T) {
 // hand-overs between the goroutines and the parker).
 func TestParkingUnderLoad(t *testing.T) {
 	s := startProxy(t, oneBackend{Addr: echoPathBackend(t)}.toml(), func(c *Config) {
-		c.Listeners[0].parking = &parkPolicy{above: 8, gap: time.Millisecond}
+		c.Listeners[0].parking = &parkPolicy{above: 8, gap: time.Millisecond, sweep: 3 * time.Millisecond}
 	})
 	const conns, rounds = 40, 4
 	var wg sync.WaitGroup

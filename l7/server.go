@@ -167,7 +167,7 @@ func (s *Server) Start() error {
 			continue
 		}
 		if pol := l.parking(); !pol.off {
-			pk, err := newParker(pol, l.srv, s.log, &s.metrics.parked)
+			pk, err := newParker(pol, l.srv, s.log, s.metrics)
 			if err != nil {
 				s.log.Warn("idle connections will not be parked", "listener", l.cfg.Name, "error", err)
 			}
