@@ -56,9 +56,9 @@ type parkPolicy struct {
 	off   bool          // never park
 }
 
-// defaultParking: 64 busy connections cost about 1 MiB as
+// defaultParking: 100 busy connections cost about 2 MiB as
 // goroutines, and are not slowed down by parking.
-var defaultParking = parkPolicy{above: 64, gap: 50 * time.Millisecond, sweep: time.Second}
+var defaultParking = parkPolicy{above: 100, gap: 50 * time.Millisecond, sweep: time.Second}
 
 // errParked ends fasthttp's wait for a request on a connection being parked;
 // fasthttp reads any error there as the client's close.
