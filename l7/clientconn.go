@@ -16,7 +16,11 @@ import (
 // listener's idle keep-alive connections (park.go); limit is then the most
 // connections the listener keeps open, parked ones included (0: no limit).
 func (m *serverMetrics) countingListener(ln net.Listener, pk *parker, limit int) net.Listener {
-	return &countListener{Listener: ln, m: m, pk: pk, limit: int64(limit)}
+	cl := &countListener{Listener: ln, m: m, pk: pk, limit: int64(limit)}
+	if pk != nil {
+		pk.ln.Store(cl)
+	}
+	return cl
 }
 
 type countListener struct {

@@ -198,6 +198,7 @@ type parker struct {
 	srv     *fasthttp.Server
 	log     *slog.Logger
 	metrics *serverMetrics // open connections (sweepWaits), parked count
+	ln      atomic.Pointer[countListener]
 
 	ep   *os.File // the epoll set, watched by Go's netpoller
 	epfd int
@@ -341,23 +342,19 @@ func (p *parker) sweepWaits(now time.Time, sweepEvery time.Duration) {
 	p.mu.Lock()
 	p.nextSweep = now.Add(sweepEvery).UnixNano()
 	p.mu.Unlock()
-	var ln *countListener
+	if ln := p.ln.Load(); ln == nil || ln.open.Load() <= p.policy.above {
+		return
+	}
 	old := monoNow() - int64(sweepEvery)
 	var waits []*countConn
 	m := p.metrics
 	m.openMu.Lock()
 	for c := range m.open {
-		if c.ln.pk == p {
-			ln = c.ln
-			if w := c.waiting.Load(); w > 0 && w <= old {
-				waits = append(waits, c)
-			}
+		if w := c.waiting.Load(); w > 0 && w <= old && c.ln.pk == p {
+			waits = append(waits, c)
 		}
 	}
 	m.openMu.Unlock()
-	if ln == nil || ln.open.Load() <= p.policy.above {
-		return
-	}
 	past := time.Unix(1, 0)
 	for _, c := range waits {
 		p.mu.Lock()
