@@ -110,6 +110,10 @@ type countConn struct {
 	ahead          *aheadBuf
 	aheadR, aheadW int
 
+	// The read deadline fasthttp asked for and the one armed on the socket
+	// (clientdeadline.go), Unix nanoseconds; 0: none.
+	deadline, armed int64
+
 	parkState
 }
 
@@ -129,7 +133,7 @@ func (c *countConn) Read(p []byte) (int, error) {
 	if len(p) == 1 {
 		return c.readFirst(p)
 	}
-	n, err := c.Conn.Read(p)
+	n, err := c.readConn(p)
 	if n > 0 {
 		c.m.bytesIn.Add(n)
 	}
@@ -151,7 +155,7 @@ var aheadBufs = sync.Pool{New: func() any { return new(aheadBuf) }}
 // connection one byte at a time.
 func (c *countConn) readFirst(p []byte) (int, error) {
 	b := aheadBufs.Get().(*aheadBuf)
-	n, err := c.Conn.Read(b[:])
+	n, err := c.readConn(b[:])
 	return c.took(p, b, n, err)
 }
 
@@ -190,25 +194,6 @@ func (c *countConn) Write(p []byte) (int, error) {
 		c.m.bytesOut.Add(n)
 	}
 	return n, err
-}
-
-// SetReadDeadline also notes the deadline: a parked connection is closed
-// when it passes.
-func (c *countConn) SetReadDeadline(t time.Time) error {
-	c.noteDeadline(t)
-	return c.Conn.SetReadDeadline(t)
-}
-
-func (c *countConn) SetDeadline(t time.Time) error {
-	c.noteDeadline(t)
-	return c.Conn.SetDeadline(t)
-}
-
-func (c *countConn) noteDeadline(t time.Time) {
-	c.deadline = 0
-	if !t.IsZero() {
-		c.deadline = t.UnixNano()
-	}
 }
 
 // Close closes the connection, unless readOrPark has just chosen to park

@@ -76,7 +76,6 @@ type parkState struct {
 	raw      syscall.RawConn
 	lastWait time.Duration // the last wait for a request; 0: none yet
 	parkedAt int64         // monotonic nanoseconds (monoNow)
-	deadline int64         // the read deadline as last set, Unix nanoseconds; 0: none
 
 	// waiting is when readOrPark began to wait (monoNow), 0 when it is not
 	// waiting, or swept once the parker's sweep has claimed the wait.
@@ -98,27 +97,35 @@ func (c *countConn) readOrPark(p []byte) (n int, err error, ok bool) {
 	}
 	pk := c.ln.pk
 	r := rawReads.Get().(*rawRead)
-	r.b, r.n, r.err, r.waitStart, r.waiting = p, 0, nil, 0, &c.waiting
+	r.b, r.waitStart, r.waiting = p, 0, &c.waiting
 	r.park = c.lastWait == 0 || c.lastWait >= pk.policy.gap
-	err = raw.Read(r.fn)
-	n, park, waitStart := r.n, r.park, r.waitStart
-	if err == nil {
-		err = r.err
+	for {
+		r.n, r.err = 0, nil
+		err = raw.Read(r.fn)
+		if err == nil {
+			err = r.err
+		}
+		if c.waiting.Swap(0) == swept {
+			// The sweep ended this wait with a read deadline in the past,
+			// or is about to (under the parker's lock). Park, or, if a
+			// request came first, put the deadline back.
+			pk.mu.Lock()
+			pk.mu.Unlock()
+			if r.n == 0 && isTimeout(err) {
+				r.park = true
+			} else {
+				_ = c.arm()
+			}
+			break
+		}
+		if r.n == 0 && err != nil && !r.park && c.early(err) {
+			continue
+		}
+		break
 	}
+	n, park, waitStart := r.n, r.park, r.waitStart
 	r.b, r.err, r.waiting = nil, nil, nil
 	rawReads.Put(r)
-	if c.waiting.Swap(0) == swept {
-		// The sweep ended this wait with a read deadline in the past, or is
-		// about to (under the parker's lock). Park, or, if a request came
-		// first, put the deadline back.
-		pk.mu.Lock()
-		pk.mu.Unlock()
-		if n == 0 && isTimeout(err) {
-			park = true
-		} else {
-			_ = c.Conn.SetReadDeadline(c.deadlineTime())
-		}
-	}
 	if park {
 		c.parkReq.Store(true)
 		return 0, errParked, true
@@ -165,8 +172,9 @@ func (r *rawRead) read(fd uintptr) bool {
 			}
 			if r.waitStart == 0 {
 				r.waitStart = monoNow()
-				r.waiting.Store(r.waitStart)
 			}
+			// Not over swept: the sweep's mark must reach readOrPark.
+			r.waiting.CompareAndSwap(0, r.waitStart)
 			return false
 		case err != nil:
 			r.err = os.NewSyscallError("read", err)
@@ -177,14 +185,6 @@ func (r *rawRead) read(fd uintptr) bool {
 		r.n = max(n, 0)
 		return true
 	}
-}
-
-// deadlineTime is the read deadline as last set.
-func (c *countConn) deadlineTime() time.Time {
-	if c.deadline == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, c.deadline)
 }
 
 // monoNow is a monotonic clock in nanoseconds.
@@ -384,7 +384,7 @@ func (p *parker) wake(fd int32) {
 	nc, err := net.FileConn(f)
 	f.Close()
 	if err == nil {
-		c.Conn = nc
+		c.Conn, c.armed = nc, 0
 	}
 	p.mu.Unlock()
 	if err != nil {
