@@ -59,8 +59,14 @@ func copyInPieces(w io.Writer, r io.Reader) (n int64, err error) {
 }
 
 // ReadFrom copies r to the client in copyBufSize pieces, counting the bytes
-// sent.
-func (c *countConn) ReadFrom(r io.Reader) (int64, error) { return copyInPieces(c, r) }
+// sent counting the bytes sent; a body registered for splice (splice.go)
+// goes by spliceCopy.
+func (c *countConn) ReadFrom(r io.Reader) (int64, error) {
+	if sc, lr := takeSplice(c, r); sc != nil {
+		return spliceCopy(c, sc, lr)
+	}
+	return copyInPieces(c, r)
+}
 
 // backendConn is a backend connection with ReadFrom, so that a streamed
 // request body goes to the backend in copyBufSize pieces; each write keeps

@@ -328,6 +328,9 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, l *listener, snap *snapshot, 
 				s.cacheResponse(ctx, st)
 			}
 			s.finishResponse(ctx, l, rt, st)
+			if st.cache == nil && resp.IsBodyStream() && !p.clients[b.Index].IsTLS {
+				offerSplice(ctx, resp) // splice.go
+			}
 			if len(st.sticky) > 0 {
 				setStickyCookie(&ctx.Response.Header, p.HashKey().Name, st.sticky, ctx.IsTLS())
 			}

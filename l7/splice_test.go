@@ -1,0 +1,117 @@
+package l7
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// A spliced body whose backend pauses right after the bytes that came with
+// the header: those bytes reach the client during the pause (the ones sent
+// with MSG_MORE are pushed once the backend has nothing more). The first
+// part is at least 4 KiB: fasthttp's writer holds the header and the body
+// until its 4 KiB buffer is full, spliced or not (bufio.Writer.ReadFrom).
+func TestSplicedBodyNotHeldBack(t *testing.T) {
+	for _, first := range []int{5000, 6000, 7000, 9000, 20000} {
+		t.Run(strconv.Itoa(first), func(t *testing.T) {
+			const total = 64 << 10
+			sent := make(chan struct{})
+			be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Length", strconv.Itoa(total))
+				_, _ = w.Write(bytes.Repeat([]byte("a"), first))
+				w.(http.Flusher).Flush()
+				select {
+				case <-sent:
+				case <-time.After(10 * time.Second):
+				}
+				_, _ = w.Write(bytes.Repeat([]byte("b"), total-first))
+			}))
+			s := startOneBackendProxy(t, oneBackend{Addr: be})
+			c := dialWithDeadline(t, s.addr(), 5*time.Second)
+			defer c.Close()
+			if _, err := c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(c)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			got := make([]byte, first)
+			if n, err := io.ReadFull(resp.Body, got); err != nil {
+				t.Fatalf("got %d bytes of the first %d before the backend sent more: %v", n, first, err)
+			}
+			close(sent)
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			rest, err := io.ReadAll(resp.Body)
+			want := append(bytes.Repeat([]byte("a"), first), bytes.Repeat([]byte("b"), total-first)...)
+			if err != nil || !bytes.Equal(append(got, rest...), want) {
+				t.Errorf("got %d more bytes, %v; want %d, intact", len(rest), err, total-first)
+			}
+		})
+	}
+}
+
+// Responses of every size, spliced or not, on one client connection and
+// the backend connections it reuses, come through intact and in order.
+func TestSplicedBodiesKeepAlive(t *testing.T) {
+	body := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i*7 + n)
+		}
+		return b
+	}
+	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Path[1:])
+		w.Header().Set("Content-Length", strconv.Itoa(n))
+		b := body(n)
+		if r.URL.Query().Get("slow") != "" && n > 1000 { // in pieces
+			_, _ = w.Write(b[:n/3])
+			w.(http.Flusher).Flush()
+			time.Sleep(5 * time.Millisecond)
+			_, _ = w.Write(b[n/3 : 2*n/3])
+			w.(http.Flusher).Flush()
+			time.Sleep(5 * time.Millisecond)
+			b = b[2*n/3:]
+		}
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(b)
+		}
+	}))
+	s := startOneBackendProxy(t, oneBackend{Addr: be})
+	c := dialWithDeadline(t, s.addr(), 10*time.Second)
+	defer c.Close()
+	br := bufio.NewReader(c)
+	sizes := []int{0, 1, 100, 4000, 8192, 16383, 16384, 16385, 20000, 65535, 65536, 65537, 100000, 300000, 1 << 20}
+	for _, slow := range []string{"", "?slow=1"} {
+		for _, method := range []string{"GET", "HEAD", "GET"} {
+			for _, n := range sizes {
+				if _, err := fmt.Fprintf(c, "%s /%d%s HTTP/1.1\r\nHost: x\r\n\r\n", method, n, slow); err != nil {
+					t.Fatal(err)
+				}
+				resp, err := http.ReadResponse(br, &http.Request{Method: method})
+				if err != nil {
+					t.Fatalf("%s %d%s: %v", method, n, slow, err)
+				}
+				got, err := io.ReadAll(resp.Body)
+				if err != nil {
+					t.Fatalf("%s %d%s: %v", method, n, slow, err)
+				}
+				want := body(n)
+				if method == "HEAD" {
+					want = nil
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatalf("%s %d%s: got %d bytes, not the %d sent", method, n, slow, len(got), len(want))
+				}
+			}
+		}
+	}
+}
