@@ -115,3 +115,59 @@ func TestSplicedBodiesKeepAlive(t *testing.T) {
 		}
 	}
 }
+
+// A backend that closes before the end of a spliced body: the client gets
+// no more than was sent and never a complete response; the next request
+// on a new connection still works. A header larger than headerReadCap
+// still comes through whole, with its body.
+func TestSplicedBodyTruncatedAndLargeHeader(t *testing.T) {
+	const total = 200000
+	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(total))
+		if r.URL.Path == "/big-header" {
+			w.Header().Set("X-Big", string(bytes.Repeat([]byte("h"), 12000)))
+			_, _ = w.Write(bytes.Repeat([]byte("c"), total))
+			return
+		}
+		_, _ = w.Write(bytes.Repeat([]byte("a"), 50000))
+		w.(http.Flusher).Flush()
+		time.Sleep(20 * time.Millisecond)
+		hj, ok := w.(http.Hijacker)
+		if !ok {
+			return
+		}
+		conn, _, err := hj.Hijack()
+		if err == nil {
+			_ = conn.Close()
+		}
+	}))
+	s := startOneBackendProxy(t, oneBackend{Addr: be})
+
+	c := dialWithDeadline(t, s.addr(), 5*time.Second)
+	defer c.Close()
+	if _, err := c.Write([]byte("GET /cut HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	if err == nil || len(got) >= total || !bytes.Equal(got, bytes.Repeat([]byte("a"), len(got))) {
+		t.Errorf("cut body: got %d bytes, err %v; want fewer than %d, all 'a', and an error", len(got), err, total)
+	}
+
+	c2 := dialWithDeadline(t, s.addr(), 5*time.Second)
+	defer c2.Close()
+	if _, err := c2.Write([]byte("GET /big-header HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.ReadResponse(bufio.NewReader(c2), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err = io.ReadAll(resp.Body)
+	if err != nil || len(resp.Header.Get("X-Big")) != 12000 || !bytes.Equal(got, bytes.Repeat([]byte("c"), total)) {
+		t.Errorf("big header: got %d bytes, header %d, err %v", len(got), len(resp.Header.Get("X-Big")), err)
+	}
+}
