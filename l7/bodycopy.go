@@ -59,7 +59,7 @@ func copyInPieces(w io.Writer, r io.Reader) (n int64, err error) {
 }
 
 // ReadFrom copies r to the client in copyBufSize pieces, counting the bytes
-// sent counting the bytes sent; a body registered for splice (splice.go)
+// sent; a body registered for splice (splice.go)
 // goes by spliceCopy.
 func (c *countConn) ReadFrom(r io.Reader) (int64, error) {
 	if sc, lr := takeSplice(c, r); sc != nil {
