@@ -1,6 +1,7 @@
 package l7
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -32,9 +33,19 @@ type countListener struct {
 }
 
 func (l *countListener) Accept() (net.Conn, error) {
+	var backoff time.Duration
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
+			// fasthttp's Serve ends on any accept error but a timeout, and
+			// the listener with it. Running out of descriptors or memory
+			// passes: wait and accept again, as net/http does.
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+				errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
 			return nil, err
 		}
 		// fasthttp's Concurrency counts the connections it is serving, which

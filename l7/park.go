@@ -71,7 +71,7 @@ type parkState struct {
 	idleNext bool        // fasthttp is done with a request: the next Read waits for one
 	parkReq  atomic.Bool // readOrPark chose to park: Close parks
 	parked   bool        // in the parker's set
-	fd       int32       // while parked: the socket, owned by the parker
+	fd       int32       // while parked: the socket, owned by the parker; before, readOrPark's duplicate for park
 	heapIdx  int32       // in the parker's expiry heap, -1 when not
 	raw      syscall.RawConn
 	lastWait time.Duration // the last wait for a request; 0: none yet
@@ -127,8 +127,17 @@ func (c *countConn) readOrPark(p []byte) (n int, err error, ok bool) {
 	r.b, r.err, r.waiting = nil, nil, nil
 	rawReads.Put(r)
 	if park {
-		c.parkReq.Store(true)
-		return 0, errParked, true
+		// The socket is duplicated for park now, while the wait can still
+		// go on here if it cannot be (no descriptor to spare: EMFILE):
+		// once errParked is returned, fasthttp is done with the connection
+		// and a failed park could only close it.
+		if fd, ok := dupSocket(raw); ok {
+			c.fd = int32(fd)
+			c.parkReq.Store(true)
+			return 0, errParked, true
+		}
+		_ = c.Conn.SetReadDeadline(c.deadlineTime()) // the sweep may have ended it
+		return 0, nil, false
 	}
 	c.lastWait = time.Nanosecond // came without a wait
 	if waitStart != 0 {
@@ -202,8 +211,12 @@ type parker struct {
 
 	ep   *os.File // the epoll set, watched by Go's netpoller
 	epfd int
-	raw  syscall.RawConn
-	done chan struct{}
+	// spare is a descriptor held in reserve (/dev/null) for a wake-up's
+	// duplicate of the socket when the process has none to spare
+	// (EMFILE); -1: none. Guarded by mu.
+	spare int
+	raw   syscall.RawConn
+	done  chan struct{}
 
 	mu        sync.Mutex
 	conns     map[int32]*countConn // parked, by socket
@@ -230,40 +243,38 @@ func newParker(pol parkPolicy, srv *fasthttp.Server, log *slog.Logger, m *server
 		ep.Close()
 		return nil, fmt.Errorf("parking: %w", err)
 	}
-	p := &parker{policy: pol, srv: srv, log: log, metrics: m, ep: ep, epfd: epfd, raw: raw,
+	p := &parker{policy: pol, srv: srv, log: log, metrics: m, ep: ep, epfd: epfd, raw: raw, spare: openSpare(),
 		done: make(chan struct{}), conns: map[int32]*countConn{}}
 	go p.loop()
 	return p, nil
 }
 
-// park takes c over: its socket is duplicated into the parked set and
-// Go's connection closed. false if it cannot (c is then as it was, and
-// the caller closes it).
+// park takes c over: the duplicate of its socket that readOrPark made
+// goes into the parked set and Go's connection is closed. false if it
+// cannot (the duplicate is then closed, c is as it was, and the caller
+// closes it).
 func (p *parker) park(c *countConn) bool {
-	raw := c.rawConn()
-	if raw == nil {
-		return false
-	}
-	fd := -1
-	var err error
-	if cerr := raw.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil || err != nil {
+	fd := int(c.fd)
+	if fd < 0 {
 		return false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		unix.Close(fd)
+		c.fd = -1
 		return false
 	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(fd)}
 	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		unix.Close(fd)
+		c.fd = -1
 		p.log.Warn("cannot park an idle connection", "error", err)
 		return false
 	}
 	_ = c.Conn.Close() // the socket stays open through fd
 	c.Conn, c.raw = nil, nil
-	c.fd, c.parked, c.parkedAt = int32(fd), true, monoNow()
+	c.parked, c.parkedAt = true, monoNow()
 	p.conns[c.fd] = c
 	p.metrics.parked.Add(1)
 	if c.deadline != 0 {
@@ -273,6 +284,16 @@ func (p *parker) park(c *countConn) bool {
 		}
 	}
 	return true
+}
+
+// dupSocket duplicates the socket beneath raw (close-on-exec).
+func dupSocket(raw syscall.RawConn) (int, bool) {
+	fd := -1
+	var err error
+	if cerr := raw.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil || err != nil {
+		return -1, false
+	}
+	return fd, true
 }
 
 // claim takes c out of the parked set if it is there, for Close: the
@@ -322,8 +343,18 @@ func (p *parker) loop() {
 	p.mu.Unlock()
 	for {
 		err := p.raw.Read(wait)
-		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-			return // the file was closed: close was called
+		if err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				return // the file was closed: close was called
+			}
+			// The deadline passed and stays passed until it is set again:
+			// arm it again even if the next expiry or sweep is the time it
+			// was armed for (the wall clock, which deadlines are kept in,
+			// may have been set back). Left expired, every Read would fail
+			// at once without polling: a busy loop that wakes nothing.
+			p.mu.Lock()
+			p.armed = 0
+			p.mu.Unlock()
 		}
 		for _, ev := range events[:n] {
 			p.wake(ev.Fd)
@@ -358,7 +389,8 @@ func (p *parker) sweepWaits(now time.Time, sweepEvery time.Duration) {
 	past := time.Unix(1, 0)
 	for _, c := range waits {
 		p.mu.Lock()
-		if w := c.waiting.Load(); w > 0 && c.waiting.CompareAndSwap(w, swept) {
+		// w <= old again: the wait seen may have ended and a new one begun.
+		if w := c.waiting.Load(); w > 0 && w <= old && c.waiting.CompareAndSwap(w, swept) {
 			_ = c.Conn.SetReadDeadline(past)
 		}
 		p.mu.Unlock()
@@ -382,7 +414,18 @@ func (p *parker) wake(fd int32) {
 	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
 	f := os.NewFile(uintptr(fd), "")
 	nc, err := net.FileConn(f)
+	spent := false
+	if err != nil && (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && p.spare >= 0 {
+		// No descriptor for the duplicate: it takes the spare's, and the
+		// spare the one fd leaves, once closed below.
+		unix.Close(p.spare)
+		p.spare, spent = -1, true
+		nc, err = net.FileConn(f)
+	}
 	f.Close()
+	if spent {
+		p.spare = openSpare()
+	}
 	if err == nil {
 		c.Conn, c.armed = nc, 0
 	}
@@ -394,6 +437,15 @@ func (p *parker) wake(fd int32) {
 	}
 	c.lastWait = max(time.Duration(monoNow()-parkedAt), time.Nanosecond)
 	go p.srv.ServeConn(c) //nolint:errcheck // fasthttp logs what it must
+}
+
+// openSpare opens a descriptor to hold in reserve, or returns -1.
+func openSpare() int {
+	fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	return fd
 }
 
 // expire closes the parked connections whose read deadline has passed, and
@@ -438,6 +490,10 @@ func (p *parker) close() {
 		return
 	}
 	p.closed = true
+	if p.spare >= 0 {
+		unix.Close(p.spare)
+		p.spare = -1
+	}
 	conns := make([]*countConn, 0, len(p.conns))
 	for _, c := range p.conns {
 		unix.Close(int(c.fd))

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -176,6 +177,13 @@ func (s *Server) Start() error {
 		limit := 0
 		if l.pk != nil {
 			limit = l.cfg.MaxConns
+			// max_conns is kept by the listener. fasthttp's Concurrency must
+			// not refuse a woken connection: the ServeConn that parked it
+			// releases its count only after Close has parked it, so a
+			// request arriving at once is counted twice for a moment.
+			if limit > 0 {
+				l.srv.Concurrency = int(min(2*int64(limit), math.MaxInt32))
+			}
 		}
 		l.ln = s.metrics.countingListener(ln, l.pk, limit)
 	}
