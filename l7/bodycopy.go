@@ -62,8 +62,8 @@ func copyInPieces(w io.Writer, r io.Reader) (n int64, err error) {
 // sent; a body registered for splice (splice.go)
 // goes by spliceCopy.
 func (c *countConn) ReadFrom(r io.Reader) (int64, error) {
-	if sc, lr := takeSplice(c, r); sc != nil {
-		return spliceCopy(c, sc, lr)
+	if sc, lr, resp := takeSplice(c, r); sc != nil {
+		return spliceCopy(c, sc, lr, resp)
 	}
 	return copyInPieces(c, r)
 }

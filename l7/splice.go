@@ -63,6 +63,7 @@ type spliceConn struct {
 	// this connection's response is for.
 	key    atomic.Pointer[countConn]
 	stream io.Reader
+	resp   *fasthttp.Response // whose body stream is stream
 	dstTC  *net.TCPConn
 	dst    syscall.RawConn
 
@@ -75,7 +76,9 @@ type spliceConn struct {
 
 	// Scratch for the RawConn callbacks (method values made once).
 	drainFn, pumpFn, sendFn func(fd uintptr) bool
-	pushFn                  func(fd uintptr)
+	pushFn, peekFn          func(fd uintptr)
+	peekBuf                 [1]byte
+	dirty                   bool // the socket has more than the body (peek)
 	want, got, left         int
 	out                     []byte
 	serr                    error
@@ -96,7 +99,7 @@ func newSpliceConn(tc *net.TCPConn) *spliceConn {
 	}
 	sc := &spliceConn{TCPConn: tc, rc: rc}
 	sc.addr = spliceAddr{Addr: tc.LocalAddr(), sc: sc}
-	sc.drainFn, sc.pumpFn, sc.sendFn, sc.pushFn = sc.drain, sc.pump, sc.send, sc.push
+	sc.drainFn, sc.pumpFn, sc.sendFn, sc.pushFn, sc.peekFn = sc.drain, sc.pump, sc.send, sc.push, sc.peek
 	return sc
 }
 
@@ -140,7 +143,14 @@ func (sc *spliceConn) Read(p []byte) (int, error) {
 	if sc.armed && sc.limit > 0 && len(p) > 0 {
 		if sc.pipe == nil {
 			if sc.pipe = getPipe(); sc.pipe == nil {
-				return sc.TCPConn.Read(p) // no pipe (out of descriptors?): copy
+				// No pipe (out of descriptors?): copy. A read may wait
+				// for the backend: what waits for it in the client socket
+				// goes now, as drain sends it.
+				if sc.corked {
+					sc.corked = false
+					_ = sc.dst.Control(sc.pushFn)
+				}
+				return sc.TCPConn.Read(p)
 			}
 		}
 		return sc.spliceRead(len(p))
@@ -237,6 +247,19 @@ func (sc *spliceConn) push(fd uintptr) {
 	_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 }
 
+// peek notes whether the backend socket holds anything (bytes, its EOF or
+// an error) once the body has been spliced.
+func (sc *spliceConn) peek(fd uintptr) {
+	for {
+		_, _, err := unix.Recvfrom(int(fd), sc.peekBuf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		if err == unix.EINTR {
+			continue
+		}
+		sc.dirty = err != unix.EAGAIN
+		return
+	}
+}
+
 // send writes out to the client with MSG_MORE: the bytes wait for the
 // splice that follows them and leave in the same segments.
 func (sc *spliceConn) send(fd uintptr) bool {
@@ -258,8 +281,9 @@ func (sc *spliceConn) send(fd uintptr) bool {
 
 // spliceCopy copies the rest of a registered body (lr, over the backend
 // stream sc is registered with) to the client c: bytes fasthttp's reader
-// already holds are written, the rest is spliced by sc's Reads.
-func spliceCopy(c *countConn, sc *spliceConn, lr *io.LimitedReader) (n int64, err error) {
+// already holds are written, the rest is spliced by sc's Reads. resp is
+// the backend's response whose body this is.
+func spliceCopy(c *countConn, sc *spliceConn, lr *io.LimitedReader, resp *fasthttp.Response) (n int64, err error) {
 	buf := copyBufs.Get().(*[copyBufSize]byte)
 	defer copyBufs.Put(buf)
 	sc.armed, sc.pending, sc.werr, sc.corked = true, 0, nil, false
@@ -328,6 +352,20 @@ func spliceCopy(c *countConn, sc *spliceConn, lr *io.LimitedReader) (n int64, er
 			}
 		}
 		if rerr == io.EOF {
+			if sc.pipe != nil {
+				// The body's last bytes were spliced, exactly as many as
+				// it lacked: anything the backend sent past them is still
+				// in the socket (a read would have taken it into fasthttp's
+				// buffer, which is dropped), and would be read as the
+				// answer to the connection's next request. Such a
+				// connection is not reused (fasthttp checks when the body
+				// stream is closed), as nginx does not reuse one.
+				sc.dirty = false
+				_ = sc.rc.Control(sc.peekFn)
+				if sc.dirty && resp != nil {
+					resp.SetConnectionClose()
+				}
+			}
 			return n, nil
 		}
 		if rerr != nil {
@@ -383,7 +421,7 @@ func offerSplice(ctx *fasthttp.RequestCtx, resp *fasthttp.Response) {
 	r.mu.Lock()
 	if old := r.m[cc]; old != nil && old != sc {
 		old.key.Store(nil)
-		old.stream = nil
+		old.stream, old.resp = nil, nil
 		r.n.Add(-1)
 	}
 	if k := sc.key.Load(); k != nil && k != cc {
@@ -395,34 +433,35 @@ func offerSplice(ctx *fasthttp.RequestCtx, resp *fasthttp.Response) {
 		r.n.Add(1)
 	}
 	sc.key.Store(cc)
-	sc.stream = resp.BodyStream()
+	sc.stream, sc.resp = resp.BodyStream(), resp
 	r.mu.Unlock()
 }
 
-// takeSplice returns the backend connection registered for c if r is the
-// body stream it was registered with, and removes the registration.
-func takeSplice(c *countConn, r io.Reader) (*spliceConn, *io.LimitedReader) {
+// takeSplice returns the backend connection registered for c, and the
+// response it was registered with, if r is that response's body stream; it
+// removes the registration.
+func takeSplice(c *countConn, r io.Reader) (*spliceConn, *io.LimitedReader, *fasthttp.Response) {
 	if spliceReg.n.Load() == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	reg := &spliceReg
 	reg.mu.Lock()
 	sc := reg.m[c]
 	if sc == nil {
 		reg.mu.Unlock()
-		return nil, nil
+		return nil, nil, nil
 	}
 	delete(reg.m, c)
 	reg.n.Add(-1)
 	sc.key.Store(nil)
-	stream := sc.stream
-	sc.stream = nil
+	stream, resp := sc.stream, sc.resp
+	sc.stream, sc.resp = nil, nil
 	reg.mu.Unlock()
 	lr, ok := r.(*io.LimitedReader)
 	if !ok || stream == nil || lr.R != stream {
-		return nil, nil
+		return nil, nil, nil
 	}
-	return sc, lr
+	return sc, lr, resp
 }
 
 // drop removes sc's registration, if any.
@@ -434,7 +473,7 @@ func (r *spliceRegistry) drop(sc *spliceConn) {
 			r.n.Add(-1)
 		}
 		sc.key.Store(nil)
-		sc.stream = nil
+		sc.stream, sc.resp = nil, nil
 	}
 	r.mu.Unlock()
 }
@@ -452,12 +491,15 @@ func getPipe() *splicePipe {
 	default:
 	}
 	var fds [2]int
-	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+	if err := pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		return nil
 	}
 	_, _ = unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, copyBufSize*2)
 	return &splicePipe{r: fds[0], w: fds[1]}
 }
+
+// pipe2 makes a pipe (a variable for tests).
+var pipe2 = unix.Pipe2
 
 func putPipe(p *splicePipe) {
 	select {
