@@ -11,6 +11,12 @@
 //   - flow.go: a flow, its two legs on one event loop, the gnet callbacks,
 //     backpressure, half-close and the sweep of timeouts. The design and
 //     its reasons are at the top of that file.
+//   - pipe.go: splicing on the event loop: the rest of a socket whose
+//     read filled gnet's buffer goes to the other socket through the
+//     loop's pipe, without a copy through user space.
+//   - rawio.go: the loop's own writes, splices, shutdowns and closes are
+//     raw system calls, so that Go's sysmon does not hand the loop's only
+//     P to another thread during a long one.
 //   - dial.go: connecting to a backend: a non-blocking connect on the
 //     event loop, confirmed by the first byte either way, with retries on
 //     other backends; off the loop only for host names.
@@ -35,7 +41,9 @@
 //
 // Moving bytes costs one read (gnet's, up to 64 KiB) and one write(2) per
 // chunk, no allocation and no copy unless the receiver is slow; a slow
-// receiver's queue is bounded by high_water plus one read. On a 2-core
+// receiver's queue is bounded by high_water plus one read. When the read
+// filled gnet's buffer, the rest of what the socket holds is spliced, two
+// splice(2) calls per 256 KiB at most and no copy. On a 2-core
 // AMD EPYC over loopback the proxy process spends about 0.6-0.8 s of CPU per
 // GiB on the event loop's copy path, and 0.23-0.26 s per GiB once a
 // half-closed flow's rest goes through splice(2) (BenchmarkProxyThroughput,

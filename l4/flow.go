@@ -29,9 +29,11 @@ import (
 //
 // gnet reads each socket and calls OnTraffic with at most readChunk bytes;
 // the flow writes them to the other socket itself, with write(2), and
-// queues what the kernel does not take in that leg's own queue. gnet's
-// outbound buffer is never used: gnet drops it when a socket closes, and it
-// offers no way to learn that it drained. When a write leaves bytes queued,
+// queues what the kernel does not take in that leg's own queue. When gnet's
+// read filled its buffer, the flow moves what else the socket holds with
+// splice(2) (pipe.go). The loop's own system calls on sockets are raw ones
+// (rawio.go). gnet's outbound buffer is never used: gnet drops it when a
+// socket closes, and it offers no way to learn that it drained. When a write leaves bytes queued,
 // a goroutine waits for the socket to become writable on Go's poller (through
 // a dup of the socket, the leg's conn) and hands the flush back to the loop.
 //
@@ -220,7 +222,7 @@ func (g *leg) flush() error {
 func writeSome(fd int, b []byte) (int, error) {
 	n := 0
 	for n < len(b) {
-		m, err := unix.Write(fd, b[n:])
+		m, err := rawWrite(fd, b[n:])
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -290,7 +292,7 @@ func (g *leg) release(reset bool) {
 	if g.conn != nil {
 		g.conn.Close()
 	} else {
-		unix.Close(g.wfd)
+		_ = rawClose(g.wfd)
 	}
 	g.wfd, g.conn, g.rc = -1, nil, nil
 }
@@ -548,7 +550,7 @@ func (g *leg) closeWrite() {
 
 func (g *leg) shutdownWrite() {
 	g.shutPending, g.shut = false, true
-	_ = unix.Shutdown(g.fd(), unix.SHUT_WR)
+	_ = rawShutdown(g.fd(), unix.SHUT_WR)
 }
 
 // setOpenState records an open flow's state in the flow table.
@@ -641,9 +643,10 @@ type loop struct {
 	el     gnet.EventLoop
 	shard  int // the loop's shard of the flow table
 	chunks chunkPool
-	// scratch is a read buffer for draining parked sockets; made on first
-	// use.
+	// scratch is a read buffer for draining parked sockets and the pipe;
+	// made on first use.
 	scratch []byte
+	pipe    loopPipe
 	parser  HelloParser
 	now     int64 // nanotime at the last sweep, accept or read
 	head    *flow
@@ -661,7 +664,8 @@ type loop struct {
 }
 
 func newLoop(l *listener, el gnet.EventLoop) *loop {
-	lp := &loop{l: l, el: el, now: nanotime(), shard: int(l.srv.nextShard.Add(1) - 1), elp: loopPointer(el)}
+	lp := &loop{l: l, el: el, now: nanotime(), shard: int(l.srv.nextShard.Add(1) - 1), elp: loopPointer(el),
+		pipe: loopPipe{r: -1, w: -1}}
 	lp.sweepTask = gnet.RunnableFunc(func(context.Context) error { lp.sweep(); return nil })
 	return lp
 }
@@ -878,13 +882,7 @@ func (l *listener) onTraffic(g *leg, c gnet.Conn) gnet.Action {
 	// early.
 	f.lp.now = nanotime()
 	f.last = f.lp.now
-	if g == &f.client {
-		l.m.bytesIn.Add(len(buf))
-		l.srv.flows.AddBytes(f.ct, len(buf), 0)
-	} else {
-		l.m.bytesOut.Add(len(buf))
-		l.srv.flows.AddBytes(f.ct, 0, len(buf))
-	}
+	g.count(len(buf))
 	p := g.peer
 	if p.shut {
 		// The peer's write side is shut because g had reached EOF; g
@@ -897,6 +895,15 @@ func (l *listener) onTraffic(g *leg, c gnet.Conn) gnet.Action {
 	}
 	if f.state == stateClosed {
 		return gnet.Close // no backend could be connected
+	}
+	if len(buf) >= readChunk && f.state == stateOpen && p.queued() == 0 && !p.connecting {
+		// gnet's buffer was full: the socket likely holds more (pipe.go).
+		n, err := g.spliceRest(c.Fd())
+		g.count(n)
+		if err != nil {
+			f.end(c, closeReset, err)
+			return gnet.Close
+		}
 	}
 	if q := p.queued(); q > l.cfg.HighWater {
 		if q+g.queued() > l.cfg.MaxFlowBuffer {
@@ -912,6 +919,19 @@ func (l *listener) onTraffic(g *leg, c gnet.Conn) gnet.Action {
 		return f.splice(g)
 	}
 	return gnet.None
+}
+
+// count adds n bytes read from g to the metrics and the flow table.
+func (g *leg) count(n int) {
+	f := g.f
+	l := f.lp.l
+	if g == &f.client {
+		l.m.bytesIn.Add(n)
+		l.srv.flows.AddBytes(f.ct, n, 0)
+	} else {
+		l.m.bytesOut.Add(n)
+		l.srv.flows.AddBytes(f.ct, 0, n)
+	}
 }
 
 // splice hands the rest of the flow to a goroutine: g, the current conn of

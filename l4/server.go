@@ -441,6 +441,7 @@ func (l *listener) stop(ctx context.Context) error {
 	if loops := l.loopArr.Load(); loops != nil {
 		for _, lp := range *loops {
 			lp.closeAll()
+			lp.pipe.close()
 		}
 	}
 	return nil
