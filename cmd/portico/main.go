@@ -25,6 +25,7 @@ import (
 var version = "dev"
 
 func main() {
+	keepSysmonAwake()
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, sigs, nil))

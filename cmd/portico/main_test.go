@@ -796,6 +796,12 @@ func TestBinaryShippedConfig(t *testing.T) {
 		}
 	})
 	stderr.waitFor(t, 0, "portico started")
+	// It runs itself again with sysmon kept out of its deep sleep (sysmon.go).
+	if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", cmd.Process.Pid)); err == nil {
+		if !strings.Contains("\x00"+string(env), "\x00GODEBUG=") || !strings.Contains(string(env), sysmonSetting) {
+			t.Errorf("the running portico's environment has no GODEBUG with %s", sysmonSetting)
+		}
+	}
 
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
