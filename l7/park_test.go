@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -31,10 +32,16 @@ func echoPathBackend(t *testing.T) string {
 // waitParked waits, at most 5 s, until the server holds n parked connections.
 func waitParked(t *testing.T, s *Server, n int64) {
 	t.Helper()
+	waitCount(t, "parked connections", &s.metrics.parked, n)
+}
+
+// waitCount waits, at most 5 s, until count reads n.
+func waitCount(t *testing.T, what string, count *atomic.Int64, n int64) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for s.metrics.parked.Load() != n {
+	for count.Load() != n {
 		if time.Now().After(deadline) {
-			t.Fatalf("parked connections: %d, want %d", s.metrics.parked.Load(), n)
+			t.Fatalf("%s: %d, want %d", what, count.Load(), n)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -165,13 +172,7 @@ func TestParkedConnectionIdleTimeout(t *testing.T) {
 		t.Fatalf("closed after %s, before idle_timeout (300ms)", idle)
 	}
 	waitParked(t, s, 0)
-	deadline := time.Now().Add(5 * time.Second)
-	for s.metrics.conns.Load() != 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if got := s.metrics.conns.Load(); got != 0 {
-		t.Fatalf("active connections %d after the idle close, want 0", got)
-	}
+	waitCount(t, "active connections after the idle close", &s.metrics.conns, 0)
 }
 
 func TestParkedClientCloses(t *testing.T) {
@@ -181,13 +182,7 @@ func TestParkedClientCloses(t *testing.T) {
 	waitParked(t, s, 1)
 	c.Close()
 	waitParked(t, s, 0)
-	deadline := time.Now().Add(5 * time.Second)
-	for s.metrics.conns.Load() != 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if got := s.metrics.conns.Load(); got != 0 {
-		t.Fatalf("active connections %d after the client closed, want 0", got)
-	}
+	waitCount(t, "active connections after the client closed", &s.metrics.conns, 0)
 }
 
 func TestShutdownClosesParked(t *testing.T) {
