@@ -169,14 +169,19 @@ func TestStreamedBodySizes(t *testing.T) {
 // so up to 4 KiB of a body that arrived in pieces waited for the next piece
 // (forever, for a backend that waits for its client). What has arrived from
 // the backend now reaches the client without waiting for more.
-func TestStreamedBodyNotHeldBack(t *testing.T) {
-	const first, total = 10000, 20000
+func TestStreamedBodyNotHeldBack(t *testing.T) { heldBack(t, 10000, 20000) }
+
+// heldBack has a backend send first bytes of a total-byte Content-Length
+// body, then wait until the client has them: they must reach it at once,
+// intact, and then the rest.
+func heldBack(t *testing.T, first, total int) {
+	t.Helper()
 	sent := make(chan struct{})
 	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(total))
 		_, _ = w.Write(bytes.Repeat([]byte("a"), first))
 		w.(http.Flusher).Flush()
-		select { // the rest only once the client has had the first part
+		select {
 		case <-sent:
 		case <-time.After(10 * time.Second):
 		}
@@ -188,21 +193,24 @@ func TestStreamedBodyNotHeldBack(t *testing.T) {
 	if _, err := c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
 	got := make([]byte, first)
-	n, err := io.ReadFull(resp.Body, got)
-	if err != nil {
+	t0 := time.Now()
+	if n, err := io.ReadFull(resp.Body, got); err != nil {
 		t.Fatalf("got %d bytes of the first %d before the backend sent more: %v", n, first, err)
+	}
+	if d := time.Since(t0); d > 150*time.Millisecond {
+		t.Errorf("first %d: they came %v after the header, while the backend paused", first, d)
 	}
 	close(sent)
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	rest, err := io.ReadAll(resp.Body)
-	if err != nil || len(rest) != total-first || !bytes.Equal(got, bytes.Repeat([]byte("a"), first)) {
-		t.Errorf("got %d more bytes, %v; want %d", len(rest), err, total-first)
+	want := append(bytes.Repeat([]byte("a"), first), bytes.Repeat([]byte("b"), total-first)...)
+	if err != nil || !bytes.Equal(append(got, rest...), want) {
+		t.Errorf("first %d: got %d more bytes, %v; want %d, intact", first, len(rest), err, total-first)
 	}
 }
