@@ -171,26 +171,16 @@ func (g *leg) spliceRest(src int) (int, error) {
 // queue reads the n bytes the pipe holds into g's queue.
 func (p *loopPipe) queue(g *leg, n int) error {
 	lp := g.f.lp
-	if lp.scratch == nil {
-		lp.scratch = make([]byte, readChunk)
-	}
-	for n > 0 {
-		m, err := rawRead(p.r, lp.scratch[:min(n, len(lp.scratch))])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil || m == 0 {
-			p.close() // what it holds is unknown now; the next use makes another
-			return fmt.Errorf("cannot read back the splice pipe: %w", os.NewSyscallError("read", err))
-		}
-		g.q.push(&lp.chunks, lp.scratch[:m])
-		n -= m
-	}
-	return nil
+	return p.readBack(lp, n, func(b []byte) { g.q.push(&lp.chunks, b) })
 }
 
 // empty drops the n bytes the pipe holds, for a flow that ends.
-func (p *loopPipe) empty(lp *loop, n int) {
+func (p *loopPipe) empty(lp *loop, n int) { _ = p.readBack(lp, n, func([]byte) {}) }
+
+// readBack reads the n bytes the pipe holds through the loop's scratch
+// buffer, handing each piece to use. On an error the pipe is closed: what
+// it holds is unknown then, and the next use makes another.
+func (p *loopPipe) readBack(lp *loop, n int, use func([]byte)) error {
 	if lp.scratch == nil {
 		lp.scratch = make([]byte, readChunk)
 	}
@@ -201,8 +191,10 @@ func (p *loopPipe) empty(lp *loop, n int) {
 		}
 		if err != nil || m == 0 {
 			p.close()
-			return
+			return fmt.Errorf("cannot read back the splice pipe: %w", os.NewSyscallError("read", err))
 		}
+		use(lp.scratch[:m])
 		n -= m
 	}
+	return nil
 }
