@@ -40,13 +40,10 @@ func copyInPieces(w io.Writer, r io.Reader) (n int64, err error) {
 		}
 		empty = 0
 		if nr > 0 {
-			nw, werr := w.Write(buf[:nr])
+			nw, werr := writeFull(w, buf[:nr])
 			n += int64(nw)
 			if werr != nil {
 				return n, werr
-			}
-			if nw != nr {
-				return n, io.ErrShortWrite
 			}
 		}
 		if rerr == io.EOF {
@@ -56,6 +53,16 @@ func copyInPieces(w io.Writer, r io.Reader) (n int64, err error) {
 			return n, rerr
 		}
 	}
+}
+
+// writeFull writes b to w; a short write without an error is
+// io.ErrShortWrite.
+func writeFull(w io.Writer, b []byte) (int, error) {
+	n, err := w.Write(b)
+	if err == nil && n != len(b) {
+		err = io.ErrShortWrite
+	}
+	return n, err
 }
 
 // ReadFrom copies r to the client in copyBufSize pieces, counting the bytes

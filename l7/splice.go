@@ -341,13 +341,10 @@ func spliceCopy(c *countConn, sc *spliceConn, lr *io.LimitedReader, resp *fastht
 					return n, werr
 				}
 			} else {
-				nw, werr := c.Write(buf[:nr])
+				nw, werr := writeFull(c, buf[:nr])
 				n += int64(nw)
 				if werr != nil {
 					return n, werr
-				}
-				if nw != nr {
-					return n, io.ErrShortWrite
 				}
 			}
 		}
