@@ -332,13 +332,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, l *listener, snap *snapshot, 
 				if !p.clients[b.Index].IsTLS {
 					offerSplice(ctx, resp) // splice.go
 				}
-				// A body that does not fit fasthttp's 4 KiB writer beside
-				// the header takes two writes or more anyway: the header
-				// goes first, so that the start of a body that comes
-				// slowly is not held behind it until 4 KiB have come.
-				if resp.Header.ContentLength() >= 4096 {
-					resp.ImmediateHeaderFlush = true
-				}
+				resp.ImmediateHeaderFlush = headerFlushNeeded(resp) // splice.go
 			}
 			if len(st.sticky) > 0 {
 				setStickyCookie(&ctx.Response.Header, p.HashKey().Name, st.sticky, ctx.IsTLS())

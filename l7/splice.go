@@ -58,6 +58,7 @@ type spliceConn struct {
 	addr spliceAddr
 
 	firstRead bool // a request was written: cap the next read
+	firstFull bool // that read filled headerReadCap (headerFlushNeeded)
 
 	// Registration (spliceReg): the client connection and the body stream
 	// this connection's response is for.
@@ -127,7 +128,7 @@ func (c backendConn) LocalAddr() net.Addr {
 }
 
 func (sc *spliceConn) Write(p []byte) (int, error) {
-	sc.firstRead = true
+	sc.firstRead, sc.firstFull = true, false
 	if sc.key.Load() != nil {
 		spliceReg.drop(sc) // a new request: the last response is done with
 	}
@@ -160,6 +161,9 @@ func (sc *spliceConn) Read(p []byte) (int, error) {
 		if len(p) > headerReadCap {
 			p = p[:headerReadCap]
 		}
+		n, err := sc.TCPConn.Read(p)
+		sc.firstFull = n == headerReadCap
+		return n, err
 	}
 	return sc.TCPConn.Read(p)
 }
@@ -509,4 +513,21 @@ func putPipe(p *splicePipe) {
 func (p *splicePipe) close() {
 	unix.Close(p.r)
 	unix.Close(p.w)
+}
+
+// headerFlushNeeded reports whether resp's header should be sent before
+// its body (fasthttp's ImmediateHeaderFlush). fasthttp's 4 KiB writer
+// holds the header and the start of the body until 4 KiB of it have come
+// (bufio.Writer.ReadFrom), which for a body that comes slowly means the
+// client gets nothing meanwhile; sending the header alone first costs a
+// write. It is not needed when the response's first read from a backend
+// of ours filled headerReadCap: enough of the body is already in hand to
+// fill the writer, which is flushed then, and what follows is written as
+// it comes (countConn.ReadFrom). Bodies under 4 KiB are left alone.
+func headerFlushNeeded(resp *fasthttp.Response) bool {
+	if resp.Header.ContentLength() < 4096 {
+		return false
+	}
+	la, ok := resp.LocalAddr().(*spliceAddr)
+	return !ok || !la.sc.firstFull
 }
