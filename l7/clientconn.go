@@ -122,8 +122,8 @@ type countConn struct {
 	aheadR, aheadW int
 
 	// The read deadline fasthttp asked for and the one armed on the socket
-	// (clientdeadline.go), Unix nanoseconds; 0: none.
-	deadline, armed int64
+	// (clientdeadline.go); zero: none.
+	deadline, armed time.Time
 
 	parkState
 }
@@ -243,7 +243,8 @@ func (c *countConn) CloseWrite() error {
 	return nil
 }
 
-// rawConn returns the connection's syscall.RawConn, made once.
+// rawConn returns the connection's syscall.RawConn, made once per net.Conn
+// (park.go makes a new net.Conn on a wake-up).
 func (c *countConn) rawConn() syscall.RawConn {
 	if c.raw == nil {
 		sc, ok := c.Conn.(syscall.Conn)

@@ -15,10 +15,11 @@ import "time"
 // (park.go).
 
 // SetReadDeadline notes t as the read deadline, and arms it if it comes
-// before the armed one.
+// before the armed one. Deadlines are kept as fasthttp gives them, with
+// their monotonic clock reading: a step of the wall clock moves none.
 func (c *countConn) SetReadDeadline(t time.Time) error {
-	c.noteDeadline(t)
-	if c.armed != 0 && (c.deadline == 0 || c.deadline >= c.armed) {
+	c.deadline = t
+	if !c.armed.IsZero() && (t.IsZero() || !t.Before(c.armed)) {
 		return nil
 	}
 	return c.arm()
@@ -26,40 +27,24 @@ func (c *countConn) SetReadDeadline(t time.Time) error {
 
 // SetDeadline sets both deadlines at once, as asked.
 func (c *countConn) SetDeadline(t time.Time) error {
-	c.noteDeadline(t)
-	c.armed = c.deadline
+	c.deadline, c.armed = t, t
 	return c.Conn.SetDeadline(t)
-}
-
-func (c *countConn) noteDeadline(t time.Time) {
-	c.deadline = 0
-	if !t.IsZero() {
-		c.deadline = t.UnixNano()
-	}
 }
 
 // arm sets the socket's read deadline to the asked one.
 func (c *countConn) arm() error {
 	c.armed = c.deadline
-	return c.Conn.SetReadDeadline(c.deadlineTime())
-}
-
-// deadlineTime is the asked read deadline.
-func (c *countConn) deadlineTime() time.Time {
-	if c.deadline == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, c.deadline)
+	return c.Conn.SetReadDeadline(c.deadline)
 }
 
 // early reports whether err, from a read that returned nothing, is the
 // armed deadline passing before the asked one; if so the asked one is
 // armed and the caller reads again.
 func (c *countConn) early(err error) bool {
-	if c.armed == c.deadline || !isTimeout(err) {
+	if c.armed.Equal(c.deadline) || !isTimeout(err) {
 		return false
 	}
-	if c.deadline != 0 && time.Now().UnixNano() >= c.deadline {
+	if !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
 		return false
 	}
 	_ = c.arm()

@@ -1,6 +1,7 @@
 package l7
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -148,4 +149,41 @@ func dialWithDeadline(t testing.TB, addr string, timeout time.Duration) net.Conn
 	}
 	_ = c.SetDeadline(time.Now().Add(timeout))
 	return c
+}
+
+// runClients runs n clients at once, each on a keep-alive connection of
+// its own to addr (every read and write within 20 s), with each(i, c, br);
+// every error each returns fails the test.
+func runClients(t *testing.T, addr string, n int, each func(i int, c net.Conn, br *bufio.Reader) error) {
+	t.Helper()
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+			errs <- each(i, c, bufio.NewReader(c))
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// getBody sends a GET of path on c and reads the response's body.
+func getBody(c net.Conn, br *bufio.Reader, path string) ([]byte, error) {
+	if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		return nil, err
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return io.ReadAll(resp.Body)
 }

@@ -53,7 +53,6 @@ type parkPolicy struct {
 	above int64         // park only while more connections than this are open
 	gap   time.Duration // park a connection whose last wait was at least this
 	sweep time.Duration // park a connection still waiting after this; 0: 1s
-	off   bool          // never park
 }
 
 // defaultParking: 100 busy connections cost about 2 MiB as
@@ -136,7 +135,7 @@ func (c *countConn) readOrPark(p []byte) (n int, err error, ok bool) {
 			c.parkReq.Store(true)
 			return 0, errParked, true
 		}
-		_ = c.Conn.SetReadDeadline(c.deadlineTime()) // the sweep may have ended it
+		_ = c.Conn.SetReadDeadline(c.deadline) // the sweep may have ended it
 		return 0, nil, false
 	}
 	c.lastWait = time.Nanosecond // came without a wait
@@ -221,8 +220,8 @@ type parker struct {
 	mu        sync.Mutex
 	conns     map[int32]*countConn // parked, by socket
 	expiry    expiryHeap
-	armed     int64 // the epoll file's read deadline: the next expiry or sweep
-	nextSweep int64 // Unix nanoseconds
+	armed     time.Time // the epoll file's read deadline: the next expiry or sweep
+	nextSweep time.Time
 	closed    bool
 }
 
@@ -277,7 +276,7 @@ func (p *parker) park(c *countConn) bool {
 	c.parked, c.parkedAt = true, monoNow()
 	p.conns[c.fd] = c
 	p.metrics.parked.Add(1)
-	if c.deadline != 0 {
+	if !c.deadline.IsZero() {
 		heap.Push(&p.expiry, c)
 		if c.heapIdx == 0 {
 			p.armLocked()
@@ -338,7 +337,7 @@ func (p *parker) loop() {
 		sweepEvery = time.Second
 	}
 	p.mu.Lock()
-	p.nextSweep = time.Now().Add(sweepEvery).UnixNano()
+	p.nextSweep = time.Now().Add(sweepEvery)
 	p.armLocked()
 	p.mu.Unlock()
 	for {
@@ -349,18 +348,18 @@ func (p *parker) loop() {
 			}
 			// The deadline passed and stays passed until it is set again:
 			// arm it again even if the next expiry or sweep is the time it
-			// was armed for (the wall clock, which deadlines are kept in,
-			// may have been set back). Left expired, every Read would fail
-			// at once without polling: a busy loop that wakes nothing.
+			// was armed for (one that fired a hair early, or was set from
+			// outside). Left expired, every Read would fail at once
+			// without polling: a busy loop that wakes nothing.
 			p.mu.Lock()
-			p.armed = 0
+			p.armed = time.Time{}
 			p.mu.Unlock()
 		}
 		for _, ev := range events[:n] {
 			p.wake(ev.Fd)
 		}
 		n = 0
-		if now := time.Now(); now.UnixNano() >= p.nextSweep {
+		if now := time.Now(); !now.Before(p.nextSweep) {
 			p.sweepWaits(now, sweepEvery)
 		}
 		p.expire()
@@ -371,7 +370,7 @@ func (p *parker) loop() {
 // readOrPark did not park (they had been busy), so that they park.
 func (p *parker) sweepWaits(now time.Time, sweepEvery time.Duration) {
 	p.mu.Lock()
-	p.nextSweep = now.Add(sweepEvery).UnixNano()
+	p.nextSweep = now.Add(sweepEvery)
 	p.mu.Unlock()
 	if ln := p.ln.Load(); ln == nil || ln.open.Load() <= p.policy.above {
 		return
@@ -427,7 +426,7 @@ func (p *parker) wake(fd int32) {
 		p.spare = openSpare()
 	}
 	if err == nil {
-		c.Conn, c.armed = nc, 0
+		c.Conn, c.armed = nc, time.Time{}
 	}
 	p.mu.Unlock()
 	if err != nil {
@@ -451,10 +450,10 @@ func openSpare() int {
 // expire closes the parked connections whose read deadline has passed, and
 // arms the epoll file's deadline for the next one.
 func (p *parker) expire() {
-	now := time.Now().UnixNano()
+	now := time.Now()
 	var dead []*countConn
 	p.mu.Lock()
-	for len(p.expiry) > 0 && p.expiry[0].deadline <= now {
+	for len(p.expiry) > 0 && !p.expiry[0].deadline.After(now) {
 		c := p.expiry[0]
 		unix.Close(int(c.fd))
 		p.removeLocked(c)
@@ -471,12 +470,12 @@ func (p *parker) expire() {
 // sweep, whichever comes first.
 func (p *parker) armLocked() {
 	next := p.nextSweep
-	if len(p.expiry) > 0 && p.expiry[0].deadline < next {
+	if len(p.expiry) > 0 && p.expiry[0].deadline.Before(next) {
 		next = p.expiry[0].deadline
 	}
-	if next != p.armed {
+	if !next.Equal(p.armed) {
 		p.armed = next
-		_ = p.ep.SetReadDeadline(time.Unix(0, next))
+		_ = p.ep.SetReadDeadline(next)
 	}
 }
 
@@ -512,7 +511,7 @@ func (p *parker) close() {
 type expiryHeap []*countConn
 
 func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
+func (h expiryHeap) Less(i, j int) bool { return h[i].deadline.Before(h[j].deadline) }
 func (h expiryHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].heapIdx, h[j].heapIdx = int32(i), int32(j)

@@ -14,9 +14,8 @@ import (
 )
 
 // TestParkedWakeAfterEarlyDeadline: the parker's epoll file can reach its
-// read deadline while, by the wall clock its deadlines are kept in, nothing
-// is due yet (the clock was set back after the deadline was armed). The
-// loop must arm the deadline again, not spin on the expired one without
+// read deadline while, as the parker reckons, nothing is due yet. The loop
+// must arm the deadline again, not spin on the expired one without
 // polling: a parked connection must still be woken.
 func TestParkedWakeAfterEarlyDeadline(t *testing.T) {
 	s := startProxy(t, oneBackend{Addr: echoPathBackend(t)}.toml(), func(c *Config) {
@@ -27,9 +26,9 @@ func TestParkedWakeAfterEarlyDeadline(t *testing.T) {
 	br := bufio.NewReader(c)
 	roundTrip(t, c, br, "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")
 	waitParked(t, s, 1)
-	// What a wall clock set back does: the file's deadline (armed for the
-	// next sweep, an hour on) passes now, while the next sweep, as the
-	// parker reckons it, is still an hour away.
+	// The file's deadline (armed for the next sweep, an hour on) passes
+	// now, while the next sweep, as the parker reckons it, is still an
+	// hour away.
 	pk := s.listeners[0].pk
 	_ = pk.ep.SetReadDeadline(time.Now())
 	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))

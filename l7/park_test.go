@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -233,44 +232,18 @@ func TestParkingUnderLoad(t *testing.T) {
 	s := startProxy(t, oneBackend{Addr: echoPathBackend(t)}.toml(), func(c *Config) {
 		c.Listeners[0].parking = &parkPolicy{above: 8, gap: time.Millisecond, sweep: 3 * time.Millisecond}
 	})
-	const conns, rounds = 40, 4
-	var wg sync.WaitGroup
-	errs := make(chan error, conns)
-	for i := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := net.DialTimeout("tcp", s.addr(), 5*time.Second)
+	runClients(t, s.addr(), 40, func(i int, c net.Conn, br *bufio.Reader) error {
+		for r := range 4 {
+			path := fmt.Sprintf("/c%d/r%d", i, r)
+			body, err := getBody(c, br, path)
 			if err != nil {
-				errs <- err
-				return
+				return err
 			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-			br := bufio.NewReader(c)
-			for r := range rounds {
-				path := fmt.Sprintf("/c%d/r%d", i, r)
-				if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-					errs <- err
-					return
-				}
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					errs <- fmt.Errorf("%s: %w", path, err)
-					return
-				}
-				body, _ := io.ReadAll(resp.Body)
-				if string(body) != "GET "+path+" " {
-					errs <- fmt.Errorf("%s: body %q", path, body)
-					return
-				}
-				time.Sleep(time.Duration(r) * 2 * time.Millisecond) // waits long and short
+			if string(body) != "GET "+path+" " {
+				return fmt.Errorf("%s: body %q", path, body)
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+			time.Sleep(time.Duration(r) * 2 * time.Millisecond) // waits long and short
+		}
+		return nil
+	})
 }

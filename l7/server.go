@@ -129,7 +129,8 @@ func (s *Server) newListener(lc ListenerConfig) (*listener, error) {
 	// ReduceMemoryUsage: an idle keep-alive connection gives its 4 KiB
 	// write buffer and its body buffers back to fasthttp's pools, about
 	// 4 KiB of RSS per idle connection, at no cost measured on l7-small.
-	// The read buffer stays (fasthttp keeps it with StreamRequestBody).
+	// The read buffer stays (fasthttp keeps it with StreamRequestBody)
+	// until the connection is parked (park.go).
 	l.srv = &fasthttp.Server{
 		Handler:                      func(ctx *fasthttp.RequestCtx) { s.serve(ctx, l) },
 		ErrorHandler:                 func(ctx *fasthttp.RequestCtx, err error) { s.parseError(ctx, l, err) },
@@ -167,13 +168,11 @@ func (s *Server) Start() error {
 			l.ln = tls.NewListener(s.metrics.countingListener(ln, nil, 0), l.srv.TLSConfig)
 			continue
 		}
-		if pol := l.parking(); !pol.off {
-			pk, err := newParker(pol, l.srv, s.log, s.metrics)
-			if err != nil {
-				s.log.Warn("idle connections will not be parked", "listener", l.cfg.Name, "error", err)
-			}
-			l.pk = pk
+		pk, err := newParker(l.parking(), l.srv, s.log, s.metrics)
+		if err != nil {
+			s.log.Warn("idle connections will not be parked", "listener", l.cfg.Name, "error", err)
 		}
+		l.pk = pk
 		limit := 0
 		if l.pk != nil {
 			limit = l.cfg.MaxConns

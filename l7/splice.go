@@ -410,14 +410,12 @@ func offerSplice(ctx *fasthttp.RequestCtx, resp *fasthttp.Response) {
 	if !ok {
 		return
 	}
-	sc := la.sc
-	if sc.dstTC != tc {
-		rc, err := tc.SyscallConn()
-		if err != nil {
-			return
-		}
-		sc.dstTC, sc.dst = tc, rc
+	rc := cc.rawConn() // made once per connection
+	if rc == nil {
+		return
 	}
+	sc := la.sc
+	sc.dstTC, sc.dst = tc, rc
 	r := &spliceReg
 	r.mu.Lock()
 	if old := r.m[cc]; old != nil && old != sc {

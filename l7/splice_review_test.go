@@ -293,46 +293,20 @@ address = %q
 address = %q
 `, be1, be2))
 	sizes := []int{1, 5000, 16384, 20000, 65536, 100000, 250000}
-	errs := make(chan error, 8)
-	for g := 0; g < 8; g++ {
-		go func(g int) {
-			c, err := net.DialTimeout("tcp", s.addr(), 5*time.Second)
-			if err != nil {
-				errs <- err
-				return
+	runClients(t, s.addr(), 8, func(g int, c net.Conn, br *bufio.Reader) error {
+		for i := 0; i < 30; i++ {
+			n := sizes[(g+i)%len(sizes)]
+			path := "/" + strconv.Itoa(n)
+			if i%3 == 0 {
+				path += "?slow=1"
 			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-			br := bufio.NewReader(c)
-			for i := 0; i < 30; i++ {
-				n := sizes[(g+i)%len(sizes)]
-				q := ""
-				if i%3 == 0 {
-					q = "?slow=1"
-				}
-				if _, err := fmt.Fprintf(c, "GET /%d%s HTTP/1.1\r\nHost: x\r\n\r\n", n, q); err != nil {
-					errs <- err
-					return
-				}
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					errs <- fmt.Errorf("client %d req %d (%d): %v", g, i, n, err)
-					return
-				}
-				got, err := io.ReadAll(resp.Body)
-				if err != nil || !bytes.Equal(got, bigBody(n)) {
-					errs <- fmt.Errorf("client %d req %d: got %d bytes of %d, %v", g, i, len(got), n, err)
-					return
-				}
+			got, err := getBody(c, br, path)
+			if err != nil || !bytes.Equal(got, bigBody(n)) {
+				return fmt.Errorf("client %d req %d: got %d bytes of %d, %v", g, i, len(got), n, err)
 			}
-			errs <- nil
-		}(g)
-	}
-	for g := 0; g < 8; g++ {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
 		}
-	}
+		return nil
+	})
 	// Every registration was taken by the response it was made for.
 	spliceReg.mu.Lock()
 	left, n := len(spliceReg.m), spliceReg.n.Load()
